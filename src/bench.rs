@@ -1,0 +1,446 @@
+//! The running bench, shared by the GUI and the command line: each drive's worker, its
+//! latest state, catalogue and telemetry store, and the limit checks every command passes
+//! before it is queued for the drive.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use crossbeam_channel::TryRecvError;
+use thiserror::Error;
+
+use crate::backend;
+use crate::drive::{Command, ControlMode, DriveState, Event, LimitError, ParamSpec, Sample, SignalSpec};
+use crate::project::{DriveConfig, Project};
+use crate::telemetry::Series;
+use crate::worker::{Clock, RepaintFn, SendError, Worker};
+
+/// Messages kept per drive for the UI.
+const MESSAGE_HISTORY: usize = 100;
+
+/// Why a command did not leave the app.
+#[derive(Debug, Error, PartialEq)]
+pub enum CommandError {
+    #[error("refused: {0}")]
+    Limit(#[from] LimitError),
+    #[error("{0}")]
+    Send(#[from] SendError),
+    #[error("the drive is not connected")]
+    NotConnected,
+}
+
+/// Samples per second of a drive, measured on the sample timestamps.
+#[derive(Debug, Clone, Default)]
+pub struct RateMeter {
+    window_start_s: Option<f64>,
+    count: u64,
+    pub rate_hz: f64,
+}
+
+impl RateMeter {
+    fn tick(&mut self, t_s: f64) {
+        let start = *self.window_start_s.get_or_insert(t_s);
+        self.count += 1;
+        let span = t_s - start;
+        if span >= 1.0 {
+            self.rate_hz = (self.count - 1) as f64 / span;
+            self.window_start_s = Some(t_s);
+            self.count = 1;
+        }
+    }
+}
+
+/// One drive on the running bench.
+pub struct DriveRuntime {
+    /// Stable within the session (egui ids, selection).
+    pub id: u64,
+    pub config: DriveConfig,
+    worker: Option<Worker>,
+    pub state: DriveState,
+    pub signals: Vec<SignalSpec>,
+    /// One store per signal, parallel to `signals`.
+    pub series: Vec<Series>,
+    pub catalogue: Vec<ParamSpec>,
+    /// Latest values read back from the drive.
+    pub values: BTreeMap<String, f64>,
+    pub mode: ControlMode,
+    pub setpoint: f64,
+    /// Samples lost between the worker and this store.
+    pub dropped: u64,
+    pub rate: RateMeter,
+    /// Refusals, failures and log lines, newest last, with session time.
+    pub messages: VecDeque<(f64, String)>,
+    pending_writes: BTreeSet<String>,
+    capacity: usize,
+    clock: Clock,
+}
+
+impl DriveRuntime {
+    fn new(id: u64, config: DriveConfig, capacity: usize, clock: Clock) -> Self {
+        DriveRuntime {
+            id,
+            mode: config.mode,
+            config,
+            worker: None,
+            state: DriveState::Disconnected,
+            signals: Vec::new(),
+            series: Vec::new(),
+            catalogue: Vec::new(),
+            values: BTreeMap::new(),
+            setpoint: 0.0,
+            dropped: 0,
+            rate: RateMeter::default(),
+            messages: VecDeque::new(),
+            pending_writes: BTreeSet::new(),
+            capacity,
+            clock,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    /// The store of a signal by name.
+    pub fn series(&self, signal: &str) -> Option<&Series> {
+        let i = self.signals.iter().position(|s| s.name == signal)?;
+        self.series.get(i)
+    }
+
+    pub fn signal_unit(&self, signal: &str) -> Option<&str> {
+        self.signals.iter().find(|s| s.name == signal).map(|s| s.unit.as_str())
+    }
+
+    pub fn param_spec(&self, key: &str) -> Option<&ParamSpec> {
+        self.catalogue.iter().find(|p| p.key == key)
+    }
+
+    pub fn last_message(&self) -> Option<&str> {
+        self.messages.back().map(|(_, m)| m.as_str())
+    }
+
+    /// Starts the worker and connects.
+    pub fn connect(&mut self, repaint: Option<RepaintFn>) {
+        let clock = self.clock;
+        if self.worker.is_none() {
+            let backend = backend::for_connection(&self.config.connection);
+            self.worker = Some(Worker::spawn(&self.config.name, backend, clock, repaint));
+        }
+        if let Some(w) = &self.worker
+            && let Err(e) = w.send(Command::Connect)
+        {
+            self.note(clock.now_s(), format!("connect: {e}"));
+        }
+    }
+
+    /// Disables the drive and stops its worker (joins the thread).
+    pub fn disconnect(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.shutdown();
+        }
+        self.state = DriveState::Disconnected;
+    }
+
+    /// Checks a command against the project limits and the drive's catalogue, then queues it.
+    /// Nothing outside the limits ever reaches the worker.
+    pub fn send(&mut self, cmd: Command) -> Result<(), CommandError> {
+        let result = self.check_and_send(cmd.clone());
+        if let Err(e) = &result {
+            self.note(self.clock.now_s(), format!("{}: {e}", command_text(&cmd)));
+        }
+        result
+    }
+
+    fn check_and_send(&mut self, cmd: Command) -> Result<(), CommandError> {
+        match &cmd {
+            Command::SetSetpoint(value) => self.config.limits.check_setpoint(self.mode, *value)?,
+            Command::WriteParam(key, value) => {
+                let spec =
+                    self.param_spec(key).ok_or_else(|| LimitError::UnknownParam { key: key.clone() })?;
+                self.config.limits.check_param(spec, *value)?;
+            }
+            _ => {}
+        }
+        let worker = self.worker.as_ref().ok_or(CommandError::NotConnected)?;
+        worker.send(cmd.clone())?;
+        match cmd {
+            Command::WriteParam(key, _) => {
+                self.pending_writes.insert(key);
+            }
+            Command::SetMode(mode) => {
+                self.mode = mode;
+                self.config.mode = mode;
+            }
+            Command::SetSetpoint(value) => self.setpoint = value,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// E-stop through the worker's priority path.
+    pub fn estop(&mut self) {
+        if let Some(w) = &self.worker {
+            w.estop();
+        }
+    }
+
+    fn note(&mut self, t_s: f64, text: String) {
+        if self.messages.len() == MESSAGE_HISTORY {
+            self.messages.pop_front();
+        }
+        self.messages.push_back((t_s, text));
+    }
+
+    /// Drains this drive's events until `deadline`. Samples go into the store and to `sink`
+    /// (the recorder). Returns false if it stopped because of the deadline.
+    pub fn pump(
+        &mut self,
+        deadline: Instant,
+        now_s: f64,
+        sink: &mut dyn FnMut(&str, &[SignalSpec], &[Sample]),
+    ) -> bool {
+        loop {
+            let Some(worker) = &self.worker else { return true };
+            let ev = match worker.events().try_recv() {
+                Ok(ev) => ev,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => {
+                    if !matches!(self.state, DriveState::Fault(_)) {
+                        self.state = DriveState::Fault("the drive's worker stopped".into());
+                    }
+                    self.worker = None;
+                    return true;
+                }
+            };
+            self.apply(ev, now_s, sink);
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+
+    fn apply(&mut self, ev: Event, now_s: f64, sink: &mut dyn FnMut(&str, &[SignalSpec], &[Sample])) {
+        match ev {
+            Event::State(state) => {
+                if let DriveState::Fault(text) = &state {
+                    self.note(now_s, format!("fault: {text}"));
+                }
+                if state == DriveState::Idle && self.state == DriveState::Connecting {
+                    self.after_connect(now_s);
+                }
+                self.state = state;
+            }
+            Event::Signals(signals) => {
+                if signals != self.signals {
+                    self.series = signals.iter().map(|_| Series::new(self.capacity)).collect();
+                    self.signals = signals;
+                }
+            }
+            Event::Params(catalogue) => self.catalogue = catalogue,
+            Event::Samples(samples) => {
+                for s in &samples {
+                    if let Some(series) = self.series.get_mut(s.signal as usize) {
+                        series.push(s.t_s, s.value);
+                    }
+                    if s.signal == 0 {
+                        self.rate.tick(s.t_s);
+                    }
+                }
+                sink(&self.config.name, &self.signals, &samples);
+            }
+            Event::ParamValue { key, value } => {
+                if self.pending_writes.remove(&key) {
+                    self.config.params.insert(key.clone(), value);
+                }
+                self.values.insert(key, value);
+            }
+            Event::Mode { mode, setpoint } => {
+                self.mode = mode;
+                self.setpoint = setpoint;
+            }
+            Event::Refused(text) => self.note(now_s, text),
+            Event::Dropped(n) => self.dropped = n,
+            Event::Log(text) => self.note(now_s, text),
+        }
+    }
+
+    /// Restores the project's mode and parameters once the drive is up.
+    fn after_connect(&mut self, now_s: f64) {
+        let params: Vec<(String, f64)> = self.config.params.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (key, value) in params {
+            if let Err(e) = self.send(Command::WriteParam(key.clone(), value)) {
+                self.note(now_s, format!("project parameter {key} not written: {e}"));
+            }
+        }
+        let mode = self.config.mode;
+        let _ = self.send(Command::SetMode(mode));
+    }
+}
+
+impl Drop for DriveRuntime {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+fn command_text(cmd: &Command) -> String {
+    match cmd {
+        Command::SetSetpoint(v) => format!("setpoint {v}"),
+        Command::WriteParam(k, v) => format!("write {k} = {v}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Every drive of the running bench on one clock.
+pub struct Bench {
+    pub clock: Clock,
+    pub drives: Vec<DriveRuntime>,
+    next_id: u64,
+    capacity: usize,
+    repaint: Option<RepaintFn>,
+}
+
+impl Bench {
+    /// Builds the bench of a project; nothing is connected yet.
+    pub fn new(project: &Project, repaint: Option<RepaintFn>) -> Self {
+        let mut bench = Bench {
+            clock: Clock::new(),
+            drives: Vec::new(),
+            next_id: 1,
+            capacity: project.history.samples_per_signal,
+            repaint,
+        };
+        for d in &project.drives {
+            bench.add(d.clone());
+        }
+        bench
+    }
+
+    /// Adds a drive (not connected) and returns its index.
+    pub fn add(&mut self, config: DriveConfig) -> usize {
+        self.drives.push(DriveRuntime::new(self.next_id, config, self.capacity, self.clock));
+        self.next_id += 1;
+        self.drives.len() - 1
+    }
+
+    /// Disconnects and removes a drive.
+    pub fn remove(&mut self, index: usize) {
+        if index < self.drives.len() {
+            self.drives.remove(index);
+        }
+    }
+
+    pub fn index_of(&self, id: u64) -> Option<usize> {
+        self.drives.iter().position(|d| d.id == id)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&DriveRuntime> {
+        self.drives.iter().find(|d| d.config.name == name)
+    }
+
+    pub fn connect(&mut self, index: usize) {
+        let repaint = self.repaint.clone();
+        if let Some(d) = self.drives.get_mut(index) {
+            d.connect(repaint);
+        }
+    }
+
+    pub fn connect_all(&mut self) {
+        for i in 0..self.drives.len() {
+            self.connect(i);
+        }
+    }
+
+    /// Stops every connected drive by its fastest path.
+    pub fn estop_all(&mut self) {
+        for d in &mut self.drives {
+            d.estop();
+        }
+    }
+
+    /// Disables every running drive (used before quitting or closing a project).
+    pub fn disable_all(&mut self) {
+        for d in &mut self.drives {
+            if d.is_running() {
+                let _ = d.send(Command::Disable);
+            }
+        }
+    }
+
+    pub fn any_enabled(&self) -> bool {
+        self.drives.iter().any(|d| d.state == DriveState::Enabled)
+    }
+
+    /// Drains every drive's events within the time budget; true if all queues were emptied.
+    pub fn pump(
+        &mut self,
+        budget: std::time::Duration,
+        sink: &mut dyn FnMut(&str, &[SignalSpec], &[Sample]),
+    ) -> bool {
+        let deadline = Instant::now() + budget;
+        let now_s = self.clock.now_s();
+        let mut done = true;
+        for d in &mut self.drives {
+            done &= d.pump(deadline, now_s, sink);
+        }
+        done
+    }
+
+    /// The project as it stands now: the given layout plus every drive's current configuration.
+    pub fn to_project(&self, base: &Project) -> Project {
+        Project { drives: self.drives.iter().map(|d| d.config.clone()).collect(), ..base.clone() }
+    }
+
+    /// Heap bytes held by every telemetry store.
+    pub fn memory_bytes(&self) -> usize {
+        self.drives.iter().flat_map(|d| d.series.iter()).map(Series::memory_bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pump_until(bench: &mut Bench, what: &str, mut pred: impl FnMut(&Bench) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            bench.pump(Duration::from_millis(5), &mut |_, _, _| {});
+            if pred(bench) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[test]
+    fn out_of_range_setpoint_never_reaches_the_worker() {
+        let mut bench = Bench::new(&Project::demo(), None);
+        bench.connect(0);
+        pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        let d = &mut bench.drives[0];
+        d.send(Command::SetMode(ControlMode::Speed)).unwrap();
+        let err = d.send(Command::SetSetpoint(1e6)).unwrap_err();
+        assert!(matches!(err, CommandError::Limit(LimitError::OutOfRange { .. })), "{err}");
+        assert_eq!(d.setpoint, 0.0);
+        assert!(d.last_message().unwrap().contains("outside"));
+    }
+
+    #[test]
+    fn project_params_are_written_on_connect_and_user_writes_are_kept() {
+        let mut project = Project::demo();
+        project.drives[0].params.insert("speed_kp".into(), 0.0123);
+        let mut bench = Bench::new(&project, None);
+        bench.connect(0);
+        pump_until(&mut bench, "param restore", |b| b.drives[0].values.get("speed_kp") == Some(&0.0123));
+        bench.drives[0].send(Command::WriteParam("speed_ki".into(), 0.1)).unwrap();
+        pump_until(&mut bench, "param write", |b| b.drives[0].config.params.get("speed_ki") == Some(&0.1));
+        let saved = bench.to_project(&project);
+        assert_eq!(saved.drives[0].params.get("speed_ki"), Some(&0.1));
+        assert!(bench.drives[0].send(Command::WriteParam("no_such_param".into(), 1.0)).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! Headless bench runs (`drivebench record`): the same bench, workers and limit checks as
+//! the GUI, recording every sample to CSV.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::bench::{Bench, CommandError};
+use crate::drive::{Command, ControlMode, DriveState, Sample, SignalSpec};
+use crate::project::Project;
+use crate::telemetry::{CsvRecorder, RecordError};
+
+/// How long drives may take to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub seconds: f64,
+    pub csv: PathBuf,
+    pub enable: bool,
+    pub mode: Option<ControlMode>,
+    pub setpoint: Option<f64>,
+    /// Seconds after the start of recording at which the setpoint is applied.
+    pub step_at_s: f64,
+}
+
+#[derive(Debug, Error)]
+pub enum HeadlessError {
+    #[error("nothing to record: give a project file or at least one --drive")]
+    NoDrives,
+    #[error("--seconds must be a positive number, got {0}")]
+    BadDuration(f64),
+    #[error("drive `{drive}` did not connect within {timeout_s} s (state: {state})")]
+    ConnectTimeout { drive: String, timeout_s: u64, state: String },
+    #[error("drive `{drive}`: {error}")]
+    Command { drive: String, error: CommandError },
+    #[error("cannot create {path}: {source}")]
+    CreateCsv { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("the run finished with problems (the CSV holds everything received):\n{0}")]
+    Failed(String),
+}
+
+/// What a run produced, per drive.
+#[derive(Debug, Clone)]
+pub struct DriveSummary {
+    pub name: String,
+    pub rows: u64,
+    pub dropped: u64,
+    pub state: DriveState,
+}
+
+/// Runs the bench for `opts.seconds`, writes the CSV, disables every drive before returning.
+pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummary>, HeadlessError> {
+    if project.drives.is_empty() {
+        return Err(HeadlessError::NoDrives);
+    }
+    if !(opts.seconds.is_finite() && opts.seconds > 0.0) {
+        return Err(HeadlessError::BadDuration(opts.seconds));
+    }
+    // Refuse a setpoint outside any drive's limits before anything moves.
+    if let Some(sp) = opts.setpoint {
+        for d in &project.drives {
+            let mode = opts.mode.unwrap_or(d.mode);
+            d.limits.check_setpoint(mode, sp).map_err(|e| HeadlessError::Command {
+                drive: d.name.clone(),
+                error: CommandError::Limit(e),
+            })?;
+        }
+    }
+    let file = File::create(&opts.csv)
+        .map_err(|source| HeadlessError::CreateCsv { path: opts.csv.clone(), source })?;
+
+    let mut bench = Bench::new(project, None);
+    bench.connect_all();
+    let mut early: Vec<(String, Vec<Sample>)> = Vec::new();
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
+            early.push((name.to_owned(), s.to_vec()));
+        });
+        if bench.drives.iter().all(|d| d.state.is_connected() && !d.signals.is_empty()) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let d = bench.drives.iter().find(|d| !d.state.is_connected()).unwrap_or(&bench.drives[0]);
+            return Err(HeadlessError::ConnectTimeout {
+                drive: d.name().to_owned(),
+                timeout_s: CONNECT_TIMEOUT.as_secs(),
+                state: d.state.label(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    let columns: Vec<(String, Vec<SignalSpec>)> =
+        bench.drives.iter().map(|d| (d.name().to_owned(), d.signals.clone())).collect();
+    let mut recorder = CsvRecorder::new(BufWriter::new(file), &columns);
+    let mut write_error: Option<RecordError> = None;
+    for (name, samples) in early.drain(..) {
+        if let Err(e) = recorder.add(&name, &samples) {
+            write_error.get_or_insert(e);
+        }
+    }
+
+    let result = run_steps(&mut bench, opts, &mut recorder, &mut write_error);
+    // Whatever happened: disable every drive, collect what is still in flight, close the file.
+    bench.disable_all();
+    let settle = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < settle {
+        bench.pump(Duration::from_millis(10), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
+            if let Err(e) = recorder.add(name, s) {
+                write_error.get_or_insert(e);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let summaries: Vec<DriveSummary> = bench
+        .drives
+        .iter()
+        .map(|d| DriveSummary {
+            name: d.name().to_owned(),
+            rows: recorder.rows_of(d.name()).unwrap_or(0),
+            dropped: d.dropped,
+            state: d.state.clone(),
+        })
+        .collect();
+    let finished = recorder.finish();
+    for d in &mut bench.drives {
+        d.disconnect();
+    }
+    result?;
+    finished?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let problems: Vec<String> = summaries
+        .iter()
+        .filter_map(|s| match &s.state {
+            DriveState::Fault(t) => Some(format!("drive `{}` faulted: {t}", s.name)),
+            _ if s.dropped > 0 => Some(format!("drive `{}` lost {} samples", s.name, s.dropped)),
+            _ => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(HeadlessError::Failed(problems.join("\n")));
+    }
+    Ok(summaries)
+}
+
+fn run_steps(
+    bench: &mut Bench,
+    opts: &RecordOptions,
+    recorder: &mut CsvRecorder<BufWriter<File>>,
+    write_error: &mut Option<RecordError>,
+) -> Result<(), HeadlessError> {
+    let send_all = |bench: &mut Bench, cmd: Command| -> Result<(), HeadlessError> {
+        for d in &mut bench.drives {
+            d.send(cmd.clone())
+                .map_err(|error| HeadlessError::Command { drive: d.name().to_owned(), error })?;
+        }
+        Ok(())
+    };
+    if let Some(mode) = opts.mode {
+        send_all(bench, Command::SetMode(mode))?;
+    }
+    if opts.enable {
+        send_all(bench, Command::Enable)?;
+    }
+    let start = Instant::now();
+    let mut setpoint = opts.setpoint;
+    let mut last_flush = Instant::now();
+    loop {
+        let elapsed = start.elapsed().as_secs_f64();
+        if let Some(sp) = setpoint
+            && elapsed >= opts.step_at_s
+        {
+            send_all(bench, Command::SetSetpoint(sp))?;
+            setpoint = None;
+        }
+        bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
+            if let Err(e) = recorder.add(name, s) {
+                write_error.get_or_insert(e);
+            }
+        });
+        if last_flush.elapsed() >= Duration::from_secs(1) {
+            if let Err(e) = recorder.flush() {
+                write_error.get_or_insert(e);
+            }
+            last_flush = Instant::now();
+        }
+        if elapsed >= opts.seconds {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}

@@ -1,0 +1,170 @@
+//! The drivebench command line: the GUI (default), `--screenshot`, and `record`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use drivebench::drive::ControlMode;
+use drivebench::headless::{self, RecordOptions};
+use drivebench::project::{Project, parse_drive_spec};
+use drivebench::ui::{DrivebenchApp, ScreenshotPlan};
+
+#[derive(Parser)]
+#[command(
+    name = "drivebench",
+    version,
+    about = "Commission and monitor motor drives: several drives, one time base, one e-stop"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Project file to open (default: the built-in demo bench of two simulated drives).
+    project: Option<PathBuf>,
+    /// Open the window, enable the drives, run a speed step, save a PNG of the window, exit.
+    #[arg(long, value_name = "OUT.png")]
+    screenshot: Option<PathBuf>,
+    /// Frames to render before the screenshot.
+    #[arg(long, default_value_t = 120, requires = "screenshot")]
+    frames: u64,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run drives headless for a while and record every sample to CSV.
+    Record(RecordArgs),
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Project file whose drives to run.
+    project: Option<PathBuf>,
+    /// A drive to add: `sim[,name=NAME][,seed=N]`. Repeat for several drives.
+    #[arg(long = "drive", value_name = "SPEC")]
+    drives: Vec<String>,
+    /// How long to record, in seconds.
+    #[arg(long)]
+    seconds: f64,
+    /// Output CSV file.
+    #[arg(long, value_name = "OUT.csv")]
+    csv: PathBuf,
+    /// Enable every drive after connecting.
+    #[arg(long)]
+    enable: bool,
+    /// Control mode to select on every drive.
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    /// Setpoint in the mode's unit (A, rpm or rev), checked against each drive's limits.
+    #[arg(long, allow_hyphen_values = true)]
+    setpoint: Option<f64>,
+    /// Seconds after the start at which the setpoint is applied.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    step_at: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Current,
+    Speed,
+    Position,
+}
+
+impl From<ModeArg> for ControlMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Current => ControlMode::Current,
+            ModeArg::Speed => ControlMode::Speed,
+            ModeArg::Position => ControlMode::Position,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Cmd::Record(args)) => record(args),
+        None => gui(cli.project.as_deref(), cli.screenshot, cli.frames),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drivebench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_project(path: Option<&Path>) -> Result<Project> {
+    match path {
+        Some(p) => Ok(Project::load(p)?),
+        None => Ok(Project::demo()),
+    }
+}
+
+fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<()> {
+    let project = load_project(path)?;
+    let result: drivebench::ui::ScreenshotResult = Arc::new(Mutex::new(None));
+    let plan = screenshot.map(|out| ScreenshotPlan { out, frames, result: result.clone() });
+    let taking_screenshot = plan.is_some();
+    let icon = eframe::icon_data::from_png_bytes(include_bytes!("../assets/icon.png")).ok();
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("drivebench")
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([800.0, 500.0]);
+    if let Some(icon) = icon {
+        viewport = viewport.with_icon(icon);
+    }
+    let options = eframe::NativeOptions {
+        viewport,
+        renderer: eframe::Renderer::Glow,
+        // A screenshot run must not disturb (or depend on) the user's saved window state.
+        persist_window: !taking_screenshot,
+        ..Default::default()
+    };
+    let path = path.map(Path::to_owned);
+    eframe::run_native(
+        "drivebench",
+        options,
+        Box::new(move |cc| Ok(Box::new(DrivebenchApp::new(cc, project, path, plan)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    if taking_screenshot {
+        let outcome = result.lock().map_err(|_| anyhow::anyhow!("screenshot state poisoned"))?.take();
+        match outcome {
+            Some(Ok(path)) => println!("screenshot saved to {}", path.display()),
+            Some(Err(e)) => bail!("screenshot failed: {e}"),
+            None => bail!("the window closed before the screenshot was taken"),
+        }
+    }
+    Ok(())
+}
+
+fn record(args: RecordArgs) -> Result<()> {
+    let mut project = match &args.project {
+        Some(p) => Project::load(p)?,
+        None => Project::default(),
+    };
+    let first = project.drives.len();
+    for (i, spec) in args.drives.iter().enumerate() {
+        let drive = parse_drive_spec(spec, first + i).with_context(|| format!("--drive {spec}"))?;
+        project.drives.push(drive);
+    }
+    project.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = RecordOptions {
+        seconds: args.seconds,
+        csv: args.csv.clone(),
+        enable: args.enable,
+        mode: args.mode.map(Into::into),
+        setpoint: args.setpoint,
+        step_at_s: args.step_at,
+    };
+    let summaries = headless::record(&project, &opts)?;
+    for s in &summaries {
+        eprintln!("{}: {} rows, {} dropped, {}", s.name, s.rows, s.dropped, s.state.label());
+    }
+    eprintln!("wrote {}", args.csv.display());
+    Ok(())
+}

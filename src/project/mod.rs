@@ -1,0 +1,424 @@
+//! The project file: a versioned RON description of the bench (drives, their connections,
+//! limits and parameters, the plot layout, history capacity), with atomic save and load
+//! errors that name the line and column.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::drive::{ControlMode, Limits};
+use crate::sim::SimConfig;
+
+mod spec;
+pub use spec::{SpecError, parse_drive_spec};
+
+/// The file format version this build writes and reads.
+pub const PROJECT_VERSION: u32 = 1;
+
+/// Files larger than this are refused before parsing: a bench description is a few kB.
+pub const MAX_PROJECT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The bench description. Runtime state (threads, channels, telemetry) lives elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Project {
+    pub version: u32,
+    pub drives: Vec<DriveConfig>,
+    pub plot: PlotLayout,
+    pub history: History,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Project {
+            version: PROJECT_VERSION,
+            drives: Vec::new(),
+            plot: PlotLayout::default(),
+            history: History::default(),
+        }
+    }
+}
+
+/// One drive on the bench.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DriveConfig {
+    pub name: String,
+    pub connection: Connection,
+    pub limits: Limits,
+    /// Parameter values written to the drive on connect (after the limit checks).
+    pub params: BTreeMap<String, f64>,
+    /// Mode selected on connect.
+    pub mode: ControlMode,
+}
+
+impl Default for DriveConfig {
+    fn default() -> Self {
+        DriveConfig {
+            name: "drive1".into(),
+            connection: Connection::Simulated(SimConfig::default()),
+            limits: Limits::default(),
+            params: BTreeMap::new(),
+            mode: ControlMode::Speed,
+        }
+    }
+}
+
+/// How drivebench reaches a drive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Connection {
+    /// The built-in simulated motor and drive.
+    Simulated(SimConfig),
+}
+
+impl Connection {
+    pub fn describe(&self) -> String {
+        match self {
+            Connection::Simulated(cfg) => format!("simulated (seed {})", cfg.seed),
+        }
+    }
+}
+
+/// What the plots show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlotLayout {
+    /// Width of the follow window in seconds.
+    pub window_s: f64,
+    /// Stacked plots sharing one time axis.
+    pub plots: Vec<PlotConfig>,
+    /// Traces switched off in the legend, as `DRIVE.SIGNAL`.
+    pub hidden: BTreeSet<String>,
+}
+
+impl Default for PlotLayout {
+    fn default() -> Self {
+        PlotLayout {
+            window_s: 10.0,
+            plots: vec![
+                PlotConfig {
+                    title: "Speed".into(),
+                    unit: "rpm".into(),
+                    signals: vec!["speed_rpm".into(), "speed_setpoint_rpm".into()],
+                },
+                PlotConfig {
+                    title: "Current".into(),
+                    unit: "A".into(),
+                    signals: vec!["current_a".into(), "current_setpoint_a".into()],
+                },
+            ],
+            hidden: BTreeSet::new(),
+        }
+    }
+}
+
+/// One plot of the stack: which signals of every drive it draws.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlotConfig {
+    pub title: String,
+    pub unit: String,
+    pub signals: Vec<String>,
+}
+
+impl Default for PlotConfig {
+    fn default() -> Self {
+        PlotConfig { title: "Plot".into(), unit: String::new(), signals: Vec::new() }
+    }
+}
+
+/// How much telemetry the live store keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct History {
+    /// Raw samples kept per signal (e.g. 300 000 = 5 min at 1 kHz).
+    pub samples_per_signal: usize,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History { samples_per_signal: 300_000 }
+    }
+}
+
+impl History {
+    pub const MIN_SAMPLES: usize = 1_000;
+    pub const MAX_SAMPLES: usize = 100_000_000;
+}
+
+/// Why a project could not be loaded or saved.
+#[derive(Debug, Error)]
+pub enum ProjectError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is {size} bytes; a project file is at most {max} bytes — is this the right file?")]
+    TooLarge { path: PathBuf, size: u64, max: u64 },
+    #[error("{path} is not UTF-8 text (byte {offset}): a project file is RON text")]
+    NotText { path: PathBuf, offset: usize },
+    #[error("{path}:{line}:{col}: {message}")]
+    Syntax { path: PathBuf, line: usize, col: usize, message: String },
+    #[error(
+        "{path}: project version {found} is not supported by this drivebench (it reads version {supported}); \
+         open it with a newer drivebench"
+    )]
+    UnknownVersion { path: PathBuf, found: u32, supported: u32 },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("cannot serialise the project: {0}")]
+    Serialise(String),
+}
+
+impl ProjectError {
+    /// Line and column of a syntax error, if the error has one.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            ProjectError::Syntax { line, col, .. } => Some((*line, *col)),
+            _ => None,
+        }
+    }
+}
+
+/// Reads only the version, so an unknown version is reported as such and not as a schema error.
+#[derive(Deserialize)]
+#[serde(rename = "Project")]
+struct VersionProbe {
+    /// 0 when the field is missing; real versions start at 1.
+    #[serde(default)]
+    version: u32,
+}
+
+impl Project {
+    /// The demo bench: two simulated drives with different motors.
+    pub fn demo() -> Self {
+        let mut alt = SimConfig::alternative();
+        alt.seed = 2;
+        Project {
+            drives: vec![
+                DriveConfig {
+                    name: "left".into(),
+                    connection: Connection::Simulated(SimConfig { seed: 1, ..SimConfig::default() }),
+                    ..DriveConfig::default()
+                },
+                DriveConfig {
+                    name: "right".into(),
+                    connection: Connection::Simulated(alt),
+                    limits: Limits { max_current_a: 12.0, max_speed_rpm: 3000.0, ..Limits::default() },
+                    ..DriveConfig::default()
+                },
+            ],
+            ..Project::default()
+        }
+    }
+
+    /// Parses RON text. `path` only names the source in errors.
+    pub fn from_ron(text: &str, path: &Path) -> Result<Project, ProjectError> {
+        let syntax = |e: ron::error::SpannedError| ProjectError::Syntax {
+            path: path.to_owned(),
+            line: e.span.start.line,
+            col: e.span.start.col,
+            message: e.code.to_string(),
+        };
+        let probe: VersionProbe = ron::Options::default().from_str(text).map_err(syntax)?;
+        match probe.version {
+            PROJECT_VERSION => {}
+            0 => {
+                return Err(ProjectError::Invalid {
+                    path: path.to_owned(),
+                    message: "the file has no `version` field; is it a drivebench project?".into(),
+                });
+            }
+            found => {
+                return Err(ProjectError::UnknownVersion {
+                    path: path.to_owned(),
+                    found,
+                    supported: PROJECT_VERSION,
+                });
+            }
+        }
+        let project: Project = ron::Options::default().from_str(text).map_err(syntax)?;
+        project.validate().map_err(|message| ProjectError::Invalid { path: path.to_owned(), message })?;
+        Ok(project)
+    }
+
+    /// Loads a project file. On any error nothing is returned, so the caller's bench is untouched.
+    pub fn load(path: &Path) -> Result<Project, ProjectError> {
+        let read_err = |source| ProjectError::Read { path: path.to_owned(), source };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if meta.len() > MAX_PROJECT_BYTES {
+            return Err(ProjectError::TooLarge {
+                path: path.to_owned(),
+                size: meta.len(),
+                max: MAX_PROJECT_BYTES,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let text = String::from_utf8(bytes).map_err(|e| ProjectError::NotText {
+            path: path.to_owned(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        Project::from_ron(&text, path)
+    }
+
+    pub fn to_ron(&self) -> Result<String, ProjectError> {
+        let pretty = ron::ser::PrettyConfig::new().depth_limit(6).struct_names(true);
+        ron::ser::to_string_pretty(self, pretty).map_err(|e| ProjectError::Serialise(e.to_string()))
+    }
+
+    /// Saves atomically: the text goes to a temporary file in the same directory, is synced,
+    /// then renamed over the target, so a crash leaves either the old or the new file.
+    pub fn save(&self, path: &Path) -> Result<(), ProjectError> {
+        let text = self.to_ron()?;
+        let write_err = |source| ProjectError::Write { path: path.to_owned(), source };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(e));
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: names, limits and capacities that make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = BTreeSet::new();
+        for (i, d) in self.drives.iter().enumerate() {
+            if d.name.trim().is_empty() {
+                return Err(format!("drive {} has an empty name", i + 1));
+            }
+            if d.name.contains(['.', ',']) {
+                return Err(format!("drive name `{}` may not contain `.` or `,`", d.name));
+            }
+            if !names.insert(d.name.as_str()) {
+                return Err(format!("two drives are named `{}`", d.name));
+            }
+            let l = &d.limits;
+            let positive = |v: f64| v.is_finite() && v > 0.0;
+            if !positive(l.max_current_a) || !positive(l.max_speed_rpm) {
+                return Err(format!("drive `{}`: current and speed limits must be positive numbers", d.name));
+            }
+            if !(l.min_position_rev.is_finite() && l.max_position_rev.is_finite())
+                || l.min_position_rev >= l.max_position_rev
+            {
+                return Err(format!("drive `{}`: min_position_rev must be below max_position_rev", d.name));
+            }
+            if let Some((k, v)) = d.params.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(format!("drive `{}`: parameter {k} = {v} is not a finite number", d.name));
+            }
+        }
+        let cap = self.history.samples_per_signal;
+        if !(History::MIN_SAMPLES..=History::MAX_SAMPLES).contains(&cap) {
+            return Err(format!(
+                "history.samples_per_signal = {cap} is outside {} … {}",
+                History::MIN_SAMPLES,
+                History::MAX_SAMPLES
+            ));
+        }
+        if !(self.plot.window_s.is_finite() && self.plot.window_s > 0.0) {
+            return Err("plot.window_s must be a positive number of seconds".into());
+        }
+        Ok(())
+    }
+
+    /// A drive name not yet used on this bench (`drive1`, `drive2`, …).
+    pub fn free_drive_name(&self) -> String {
+        (1..)
+            .map(|i| format!("drive{i}"))
+            .find(|n| self.drives.iter().all(|d| &d.name != n))
+            .unwrap_or_else(|| "drive".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_round_trips_through_ron() {
+        let demo = Project::demo();
+        let text = demo.to_ron().unwrap();
+        let back = Project::from_ron(&text, Path::new("demo.ron")).unwrap();
+        assert_eq!(demo, back);
+        assert_eq!(back.drives.len(), 2);
+        assert_ne!(back.drives[0].connection, back.drives[1].connection);
+    }
+
+    #[test]
+    fn save_is_atomic_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.ron");
+        std::fs::write(&path, "old contents").unwrap();
+        let mut p = Project::demo();
+        p.drives[0].params.insert("speed_kp".into(), 0.02);
+        p.save(&path).unwrap();
+        assert_eq!(Project::load(&path).unwrap(), p);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let text = "Project(\n    version: 1,\n    drives: [oops],\n)";
+        let err = Project::from_ron(text, Path::new("bad.ron")).unwrap_err();
+        let (line, col) = err.position().expect("position");
+        assert_eq!(line, 3, "{err}");
+        assert!(col > 1, "{err}");
+        assert!(err.to_string().starts_with("bad.ron:3:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_version_is_refused_by_name() {
+        let err = Project::from_ron("Project(version: 7, drives: [])", Path::new("new.ron")).unwrap_err();
+        assert!(matches!(err, ProjectError::UnknownVersion { found: 7, .. }), "{err}");
+        assert!(err.to_string().contains("version 7"));
+    }
+
+    #[test]
+    fn missing_version_and_bad_values_are_refused() {
+        assert!(matches!(
+            Project::from_ron("Project(drives: [])", Path::new("x.ron")),
+            Err(ProjectError::Invalid { .. })
+        ));
+        let mut p = Project::demo();
+        p.drives[1].name = "left".into();
+        let err = Project::from_ron(&p.to_ron().unwrap(), Path::new("x.ron")).unwrap_err();
+        assert!(err.to_string().contains("two drives are named `left`"), "{err}");
+        let mut p = Project::demo();
+        p.drives[0].limits.max_current_a = -1.0;
+        assert!(Project::from_ron(&p.to_ron().unwrap(), Path::new("x.ron")).is_err());
+    }
+
+    #[test]
+    fn non_utf8_and_missing_files_get_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin.ron");
+        std::fs::write(&path, b"Project(version: 1, \xff\xfe)").unwrap();
+        let err = Project::load(&path).unwrap_err();
+        assert!(matches!(err, ProjectError::NotText { offset: 20, .. }), "{err}");
+        let err = Project::load(&dir.path().join("missing.ron")).unwrap_err();
+        assert!(err.to_string().contains("missing.ron"), "{err}");
+    }
+
+    #[test]
+    fn shipped_demo_project_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo.ron");
+        let p = Project::load(&path).unwrap();
+        assert_eq!(p.drives.len(), 2);
+        assert!(p.drives.iter().all(|d| matches!(d.connection, Connection::Simulated(_))));
+        assert_eq!(p, Project::demo(), "projects/demo.ron and the built-in demo bench differ");
+    }
+}

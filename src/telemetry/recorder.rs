@@ -1,0 +1,215 @@
+//! CSV recording of every sample of every drive: `time_s`, then one `DRIVE.SIGNAL` column
+//! per signal, rows in time order, blank cells where a drive has no sample at that time.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use thiserror::Error;
+
+use crate::drive::{Sample, SignalSpec};
+
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("cannot write the recording: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("cannot write the recording: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("drive `{0}` is not part of this recording")]
+    UnknownDrive(String),
+}
+
+/// Orders f64 times in a map key (times are finite and ≥ 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct TimeKey(u64);
+
+impl TimeKey {
+    fn new(t_s: f64) -> Self {
+        // For non-negative finite floats the bit pattern orders like the value.
+        TimeKey(t_s.max(0.0).to_bits())
+    }
+    fn seconds(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+struct DriveColumns {
+    name: String,
+    /// Column offset of signal i (after `time_s`).
+    first_column: usize,
+    signals: Vec<SignalSpec>,
+    /// Newest sample time seen; rows older than every drive's newest time are final.
+    newest_s: f64,
+    rows: u64,
+}
+
+/// Writes rows in time order. Drives deliver batches independently, so rows wait in a small
+/// reorder buffer until every drive has reported past their time.
+pub struct CsvRecorder<W: Write> {
+    writer: csv::Writer<W>,
+    drives: Vec<DriveColumns>,
+    width: usize,
+    pending: BTreeMap<(TimeKey, usize), Vec<Option<f64>>>,
+    header_written: bool,
+    rows_written: u64,
+    /// A drive with no new data for this long no longer holds back the others.
+    stall_s: f64,
+}
+
+impl<W: Write> CsvRecorder<W> {
+    /// `drives` gives each drive's name and signal list, which fix the columns.
+    pub fn new(out: W, drives: &[(String, Vec<SignalSpec>)]) -> Self {
+        let mut columns = Vec::new();
+        let mut width = 0;
+        for (name, signals) in drives {
+            columns.push(DriveColumns {
+                name: name.clone(),
+                first_column: width,
+                signals: signals.clone(),
+                newest_s: f64::NEG_INFINITY,
+                rows: 0,
+            });
+            width += signals.len();
+        }
+        CsvRecorder {
+            writer: csv::Writer::from_writer(out),
+            drives: columns,
+            width,
+            pending: BTreeMap::new(),
+            header_written: false,
+            rows_written: 0,
+            stall_s: 0.5,
+        }
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        let mut names = vec!["time_s".to_owned()];
+        for d in &self.drives {
+            names.extend(d.signals.iter().map(|s| format!("{}.{}", d.name, s.name)));
+        }
+        names
+    }
+
+    /// Rows written so far per drive name.
+    pub fn rows_of(&self, drive: &str) -> Option<u64> {
+        self.drives.iter().find(|d| d.name == drive).map(|d| d.rows)
+    }
+
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written
+    }
+
+    /// Adds a batch from one drive; samples with the same time form one row.
+    pub fn add(&mut self, drive: &str, samples: &[Sample]) -> Result<(), RecordError> {
+        let index = self
+            .drives
+            .iter()
+            .position(|d| d.name == drive)
+            .ok_or_else(|| RecordError::UnknownDrive(drive.into()))?;
+        let n_signals = self.drives[index].signals.len();
+        for s in samples {
+            if !s.t_s.is_finite() || s.signal as usize >= n_signals {
+                continue;
+            }
+            let row =
+                self.pending.entry((TimeKey::new(s.t_s), index)).or_insert_with(|| vec![None; n_signals]);
+            row[s.signal as usize] = Some(s.value);
+            let d = &mut self.drives[index];
+            if s.t_s > d.newest_s {
+                d.newest_s = s.t_s;
+            }
+        }
+        self.flush_ready(false)
+    }
+
+    /// Writes every pending row that no drive can still precede.
+    fn flush_ready(&mut self, all: bool) -> Result<(), RecordError> {
+        let newest = self.drives.iter().map(|d| d.newest_s).fold(f64::NEG_INFINITY, f64::max);
+        let watermark = self
+            .drives
+            .iter()
+            .map(|d| d.newest_s)
+            .filter(|t| *t >= newest - self.stall_s)
+            .fold(f64::INFINITY, f64::min);
+        self.write_header()?;
+        let mut line = vec![String::new(); self.width + 1];
+        while let Some(entry) = self.pending.first_entry() {
+            let (key, index) = *entry.key();
+            if !all && key.seconds() >= watermark {
+                break;
+            }
+            let values = entry.remove();
+            line.iter_mut().for_each(String::clear);
+            line[0] = format!("{:.6}", key.seconds());
+            let first = self.drives[index].first_column + 1;
+            for (i, v) in values.iter().enumerate() {
+                if let Some(v) = v {
+                    line[first + i] = v.to_string();
+                }
+            }
+            self.writer.write_record(&line)?;
+            self.drives[index].rows += 1;
+            self.rows_written += 1;
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> Result<(), RecordError> {
+        if !self.header_written {
+            self.writer.write_record(self.column_names())?;
+            self.header_written = true;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered to the file (rows still reordering stay buffered).
+    pub fn flush(&mut self) -> Result<(), RecordError> {
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// Writes every remaining row and flushes.
+    pub fn finish(mut self) -> Result<W, RecordError> {
+        self.flush_ready(true)?;
+        self.writer.flush()?;
+        self.writer.into_inner().map_err(|e| RecordError::Io(e.into_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(names: &[&str]) -> Vec<SignalSpec> {
+        names.iter().map(|n| SignalSpec::new(n, "")).collect()
+    }
+
+    fn frame(t_s: f64, values: &[f64]) -> Vec<Sample> {
+        values.iter().enumerate().map(|(i, &value)| Sample { t_s, signal: i as u16, value }).collect()
+    }
+
+    #[test]
+    fn rows_are_time_ordered_across_drives_with_blanks() {
+        let drives = vec![("a".to_owned(), specs(&["x", "y"])), ("b".to_owned(), specs(&["z"]))];
+        let mut rec = CsvRecorder::new(Vec::new(), &drives);
+        rec.add("a", &[frame(0.0, &[1.0, 2.0]), frame(0.002, &[3.0, 4.0])].concat()).unwrap();
+        rec.add("b", &frame(0.001, &[9.5])).unwrap();
+        rec.add("b", &frame(0.003, &[9.0])).unwrap();
+        // Rows older than every drive's newest sample are final; the rest wait for reordering.
+        assert_eq!(rec.rows_of("a"), Some(1));
+        assert_eq!(rec.rows_of("b"), Some(1));
+        let text = String::from_utf8(rec.finish().unwrap()).unwrap();
+        assert_eq!(text, "time_s,a.x,a.y,b.z\n0.000000,1,2,\n0.001000,,,9.5\n0.002000,3,4,\n0.003000,,,9\n");
+    }
+
+    #[test]
+    fn a_silent_drive_does_not_hold_back_the_others_forever() {
+        let drives = vec![("a".to_owned(), specs(&["x"])), ("b".to_owned(), specs(&["z"]))];
+        let mut rec = CsvRecorder::new(Vec::new(), &drives);
+        rec.add("b", &frame(0.0, &[1.0])).unwrap();
+        for i in 0..2000 {
+            rec.add("a", &frame(i as f64 * 0.001, &[i as f64])).unwrap();
+        }
+        assert!(rec.rows_of("a").unwrap() > 1000);
+        assert!(rec.add("c", &frame(0.0, &[1.0])).is_err());
+    }
+}

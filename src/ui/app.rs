@@ -1,0 +1,401 @@
+//! The application: owns the project, the running bench and the panels; drains worker
+//! events each frame within a time budget; wires menu actions, shortcuts and the e-stop.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
+
+use crate::bench::Bench;
+use crate::drive::{Command, ControlMode, DriveState};
+use crate::project::{DriveConfig, Project};
+use crate::worker::RepaintFn;
+
+use super::control::ControlPanel;
+use super::drive_list::DriveListPanel;
+use super::files::{FileAction, FileDialogs};
+use super::params::ParamsPanel;
+use super::plots::PlotsPanel;
+use super::status::StatusBar;
+
+/// Time the UI thread may spend per frame moving worker events into the store.
+const PUMP_BUDGET: Duration = Duration::from_millis(8);
+/// Recent projects remembered across runs.
+const MAX_RECENT: usize = 8;
+
+pub const SHORTCUT_ESTOP: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::Escape);
+pub const SHORTCUT_NEW: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::N);
+pub const SHORTCUT_OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+pub const SHORTCUT_SAVE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
+
+/// A message in the error window (e.g. a project that failed to load).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub title: String,
+    pub text: String,
+}
+
+/// Scripted actions of `--screenshot`: enable every drive, step the speed, capture.
+#[derive(Debug, Clone)]
+pub struct DemoScript {
+    pub frames: u64,
+    pub step_at_frame: u64,
+}
+
+/// The whole app, independent of eframe so that tests can drive it with egui_kittest.
+pub struct BenchApp {
+    pub project: Project,
+    pub project_path: Option<PathBuf>,
+    pub bench: Bench,
+    pub selected: Option<u64>,
+    pub recent: Vec<PathBuf>,
+    pub notice: Option<Notice>,
+    pub drive_list: DriveListPanel,
+    pub control: ControlPanel,
+    pub params: ParamsPanel,
+    pub plots: PlotsPanel,
+    pub status: StatusBar,
+    files: FileDialogs,
+    repaint: Option<RepaintFn>,
+    frame: u64,
+    script: Option<DemoScript>,
+}
+
+impl BenchApp {
+    /// Opens a project and connects its drives. `ctx` wires worker repaints to the UI.
+    pub fn new(project: Project, path: Option<PathBuf>, ctx: Option<&egui::Context>) -> Self {
+        let repaint: Option<RepaintFn> = ctx.map(|ctx| {
+            let ctx = ctx.clone();
+            Arc::new(move || ctx.request_repaint_after(Duration::from_millis(16))) as RepaintFn
+        });
+        let mut bench = Bench::new(&project, repaint.clone());
+        bench.connect_all();
+        let selected = bench.drives.first().map(|d| d.id);
+        let plots = PlotsPanel::new(&project.plot);
+        BenchApp {
+            project,
+            project_path: path,
+            bench,
+            selected,
+            recent: Vec::new(),
+            notice: None,
+            drive_list: DriveListPanel::default(),
+            control: ControlPanel::default(),
+            params: ParamsPanel::default(),
+            plots,
+            status: StatusBar::default(),
+            files: FileDialogs::default(),
+            repaint,
+            frame: 0,
+            script: None,
+        }
+    }
+
+    pub fn with_script(mut self, script: DemoScript) -> Self {
+        self.script = Some(script);
+        self
+    }
+
+    /// The project as it would be saved now.
+    pub fn current_project(&self) -> Project {
+        let mut base = self.project.clone();
+        base.plot = self.plots.layout();
+        self.bench.to_project(&base)
+    }
+
+    /// Replaces the bench with a project: the old drives are disabled and stopped first.
+    pub fn open_project(&mut self, project: Project, path: Option<PathBuf>) {
+        self.bench.disable_all();
+        // Let the disables go out before the workers are torn down.
+        self.bench.pump(Duration::from_millis(20), &mut |_, _, _| {});
+        self.bench = Bench::new(&project, self.repaint.clone());
+        self.bench.connect_all();
+        self.selected = self.bench.drives.first().map(|d| d.id);
+        self.plots = PlotsPanel::new(&project.plot);
+        self.params = ParamsPanel::default();
+        self.control = ControlPanel::default();
+        self.project = project;
+        if let Some(p) = &path {
+            self.remember(p);
+        }
+        self.project_path = path;
+    }
+
+    /// Loads a file through the same path as File ▸ Open. On error the bench is untouched
+    /// and the error (with line and column) is shown.
+    pub fn open_path(&mut self, path: &Path) -> bool {
+        match Project::load(path) {
+            Ok(project) => {
+                self.open_project(project, Some(path.to_owned()));
+                true
+            }
+            Err(e) => {
+                self.notice = Some(Notice { title: "Cannot open project".into(), text: e.to_string() });
+                false
+            }
+        }
+    }
+
+    /// Saves through the same path as File ▸ Save As.
+    pub fn save_to(&mut self, path: &Path) -> bool {
+        let project = self.current_project();
+        match project.save(path) {
+            Ok(()) => {
+                self.project = project;
+                self.project_path = Some(path.to_owned());
+                self.remember(path);
+                true
+            }
+            Err(e) => {
+                self.notice = Some(Notice { title: "Cannot save project".into(), text: e.to_string() });
+                false
+            }
+        }
+    }
+
+    fn remember(&mut self, path: &Path) {
+        self.recent.retain(|p| p != path);
+        self.recent.insert(0, path.to_owned());
+        self.recent.truncate(MAX_RECENT);
+    }
+
+    /// Adds a simulated drive with a fresh name and seed, connects and selects it.
+    pub fn add_simulated_drive(&mut self) {
+        let mut probe = self.current_project();
+        let name = probe.free_drive_name();
+        let seed = self.bench.drives.len() as u64 + 1 + self.frame;
+        let config = DriveConfig {
+            name,
+            connection: crate::project::Connection::Simulated(crate::sim::SimConfig {
+                seed,
+                ..Default::default()
+            }),
+            ..DriveConfig::default()
+        };
+        probe.drives.push(config.clone());
+        let index = self.bench.add(config);
+        self.bench.connect(index);
+        self.selected = Some(self.bench.drives[index].id);
+    }
+
+    /// E-STOP: every drive, at once.
+    pub fn estop_all(&mut self) {
+        self.bench.estop_all();
+        self.status.last_estop_s = Some(self.bench.clock.now_s());
+    }
+
+    /// Work that needs no painting: drain events, run the demo script.
+    pub fn logic(&mut self, ctx: &egui::Context) {
+        let done = self.bench.pump(PUMP_BUDGET, &mut |_, _, _| {});
+        if !done {
+            ctx.request_repaint();
+        }
+        if let Some(action) = self.files.poll() {
+            self.handle_file_action(action);
+        }
+        self.run_script();
+    }
+
+    fn run_script(&mut self) {
+        let Some(script) = &self.script else { return };
+        let step_at = script.step_at_frame;
+        if self.frame == 1 {
+            for d in &mut self.bench.drives {
+                let _ = d.send(Command::SetMode(ControlMode::Speed));
+                let _ = d.send(Command::Enable);
+            }
+        }
+        if self.frame == step_at {
+            for (i, d) in self.bench.drives.iter_mut().enumerate() {
+                let target = d.config.limits.max_speed_rpm.min(1500.0) * if i % 2 == 0 { 1.0 } else { -0.7 };
+                let _ = d.send(Command::SetSetpoint(target));
+            }
+        }
+    }
+
+    fn handle_file_action(&mut self, action: FileAction) {
+        match action {
+            FileAction::New => {
+                self.open_project(Project::default(), None);
+            }
+            FileAction::Open(path) => {
+                self.open_path(&path);
+            }
+            FileAction::SaveAs(path) => {
+                self.save_to(&path);
+            }
+            FileAction::Save => match self.project_path.clone() {
+                Some(path) => {
+                    self.save_to(&path);
+                }
+                None => self.files.save_as_dialog(),
+            },
+            FileAction::OpenDialog => self.files.open_dialog(),
+            FileAction::SaveAsDialog => self.files.save_as_dialog(),
+        }
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_ESTOP)) {
+            self.estop_all();
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_NEW)) {
+            self.handle_file_action(FileAction::New);
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_OPEN)) {
+            self.handle_file_action(FileAction::OpenDialog);
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_SAVE)) {
+            self.handle_file_action(FileAction::Save);
+        }
+    }
+
+    /// Draws the whole window.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let started = Instant::now();
+        self.frame += 1;
+        let ctx = ui.ctx().clone();
+        self.shortcuts(&ctx);
+
+        egui::Panel::top("menu").show(ui, |ui| {
+            egui::MenuBar::new().ui(ui, |ui| {
+                self.menu_ui(ui);
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    self.estop_button_ui(ui);
+                });
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            self.status.ui(ui, &self.bench);
+        });
+        egui::Panel::left("drives").resizable(true).default_size(210.0).show(ui, |ui| {
+            if self.drive_list.ui(ui, &mut self.bench, &mut self.selected) {
+                self.add_simulated_drive();
+            }
+        });
+        egui::Panel::right("control").resizable(true).default_size(330.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                let index = self.selected.and_then(|id| self.bench.index_of(id));
+                match index {
+                    Some(i) => {
+                        let drive = &mut self.bench.drives[i];
+                        self.control.ui(ui, drive);
+                        ui.separator();
+                        self.params.ui(ui, drive);
+                    }
+                    None => {
+                        ui.label("Select a drive in the list, or add one.");
+                    }
+                }
+            });
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.plots.ui(ui, &self.bench);
+        });
+        self.notice_ui(&ctx);
+        self.status.frame_time(started.elapsed());
+    }
+
+    fn estop_button_ui(&mut self, ui: &mut egui::Ui) {
+        let text = RichText::new("E-STOP").strong().size(16.0).color(Color32::WHITE);
+        let button =
+            egui::Button::new(text).fill(Color32::from_rgb(200, 30, 30)).min_size(egui::vec2(110.0, 26.0));
+        let shortcut = ui.ctx().format_shortcut(&SHORTCUT_ESTOP);
+        if ui.add(button).on_hover_text(format!("Disable every drive at once ({shortcut})")).clicked() {
+            self.estop_all();
+        }
+        let any_enabled = self.bench.any_enabled();
+        if any_enabled {
+            ui.label(RichText::new("drives enabled").color(Color32::from_rgb(230, 160, 40)));
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        ui.menu_button("File", |ui| {
+            let item = |ui: &mut egui::Ui, text: &str, shortcut: Option<&KeyboardShortcut>| {
+                let mut b = egui::Button::new(text);
+                if let Some(s) = shortcut {
+                    b = b.shortcut_text(ctx.format_shortcut(s));
+                }
+                ui.add(b).clicked()
+            };
+            if item(ui, "New", Some(&SHORTCUT_NEW)) {
+                self.handle_file_action(FileAction::New);
+            }
+            if item(ui, "Open…", Some(&SHORTCUT_OPEN)) {
+                self.handle_file_action(FileAction::OpenDialog);
+            }
+            if item(ui, "Save", Some(&SHORTCUT_SAVE)) {
+                self.handle_file_action(FileAction::Save);
+            }
+            if item(ui, "Save As…", None) {
+                self.handle_file_action(FileAction::SaveAsDialog);
+            }
+            ui.menu_button("Open Recent", |ui| {
+                if self.recent.is_empty() {
+                    ui.label("(none yet)");
+                }
+                let mut chosen = None;
+                for path in &self.recent {
+                    if ui.button(path.display().to_string()).clicked() {
+                        chosen = Some(path.clone());
+                    }
+                }
+                if let Some(path) = chosen {
+                    self.handle_file_action(FileAction::Open(path));
+                }
+            });
+            ui.separator();
+            if item(ui, "Quit", None) {
+                ui.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        });
+        ui.menu_button("Drives", |ui| {
+            if ui.button("Add simulated drive").clicked() {
+                self.add_simulated_drive();
+            }
+            if ui.button("Connect all").clicked() {
+                self.bench.connect_all();
+            }
+            if ui.button("Disable all").clicked() {
+                self.bench.disable_all();
+            }
+        });
+        let title = match &self.project_path {
+            Some(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            None => "unsaved bench".into(),
+        };
+        ui.label(RichText::new(title).weak());
+    }
+
+    fn notice_ui(&mut self, ctx: &egui::Context) {
+        let Some(notice) = &self.notice else { return };
+        let mut open = true;
+        let mut dismissed = false;
+        egui::Window::new(notice.title.clone()).collapsible(false).resizable(false).open(&mut open).show(
+            ctx,
+            |ui| {
+                ui.label(RichText::new(&notice.text).color(ui.visuals().error_fg_color));
+                ui.label("The bench was left as it was.");
+                if ui.button("OK").clicked() {
+                    dismissed = true;
+                }
+            },
+        );
+        if !open || dismissed {
+            self.notice = None;
+        }
+    }
+
+    /// Frames shown so far.
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// State of a drive by name (tests and the screenshot script).
+    pub fn drive_state(&self, name: &str) -> Option<DriveState> {
+        self.bench.by_name(name).map(|d| d.state.clone())
+    }
+}

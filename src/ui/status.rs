@@ -1,0 +1,47 @@
+//! Status bar: per-drive sample rate and dropped samples, telemetry memory, UI frame time.
+
+use std::time::Duration;
+
+use egui::RichText;
+
+use crate::bench::Bench;
+
+use super::drive_list::state_dot;
+
+#[derive(Default)]
+pub struct StatusBar {
+    /// Smoothed CPU time of one UI frame, in milliseconds.
+    pub frame_ms: f64,
+    pub last_estop_s: Option<f64>,
+}
+
+impl StatusBar {
+    pub fn frame_time(&mut self, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1e3;
+        self.frame_ms = if self.frame_ms == 0.0 { ms } else { 0.95 * self.frame_ms + 0.05 * ms };
+    }
+
+    pub fn ui(&self, ui: &mut egui::Ui, bench: &Bench) {
+        ui.horizontal_wrapped(|ui| {
+            for d in &bench.drives {
+                state_dot(ui, &d.state);
+                let lost = d.dropped;
+                let text = format!("{} {:.0} Hz · {} dropped", d.name(), d.rate.rate_hz, lost);
+                let label = if lost > 0 {
+                    RichText::new(text).color(ui.visuals().warn_fg_color)
+                } else {
+                    text.into()
+                };
+                ui.label(label);
+                ui.separator();
+            }
+            ui.label(format!("telemetry {:.1} MB", bench.memory_bytes() as f64 / 1e6));
+            ui.separator();
+            ui.label(format!("frame {:.2} ms", self.frame_ms));
+            if let Some(t) = self.last_estop_s {
+                ui.separator();
+                ui.label(RichText::new(format!("E-STOP at t = {t:.2} s")).color(ui.visuals().error_fg_color));
+            }
+        });
+    }
+}

@@ -1,0 +1,440 @@
+//! The per-drive worker thread: it owns the drive's backend (simulator or, later, a serial
+//! link with its codec), takes commands over a bounded channel and sends batched events back.
+//! A panic or error inside it turns into a fault event; the rest of the app carries on.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use thiserror::Error;
+
+use crate::drive::{Command, DriveState, Event, ParamSpec, Sample, SignalSpec};
+
+/// Commands waiting for a worker; a full queue means the drive is not keeping up.
+pub const COMMAND_CAPACITY: usize = 64;
+/// Event batches waiting for the UI: ~10 s of telemetry at the default poll rate.
+pub const EVENT_CAPACITY: usize = 1024;
+/// The least time between two repaint requests from one worker.
+const REPAINT_INTERVAL: Duration = Duration::from_millis(15);
+
+/// Asks the UI to repaint soon; `None` for headless use.
+pub type RepaintFn = Arc<dyn Fn() + Send + Sync>;
+
+/// The session clock: every sample of every drive is timed in seconds since one start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock { start: Instant::now() }
+    }
+
+    pub fn now_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// What a backend announces when it connects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connected {
+    pub signals: Vec<SignalSpec>,
+    pub params: Vec<ParamSpec>,
+}
+
+/// One drive as the worker sees it: the simulator or a link plus its codec.
+pub trait Backend: Send {
+    /// Opens the drive. `now_s` is the session time.
+    fn connect(&mut self, now_s: f64) -> Result<Connected, String>;
+    /// Disables the power stage (best effort) and closes the drive.
+    fn disconnect(&mut self);
+    /// Carries out one command; replies and state changes go to `events`.
+    fn command(&mut self, cmd: &Command, now_s: f64, events: &mut Vec<Event>) -> Result<(), String>;
+    /// Periodic work: read telemetry, feed watchdogs. An error here means the drive is lost.
+    fn poll(&mut self, now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>) -> Result<(), String>;
+    /// How often `poll` runs.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum SendError {
+    #[error("the drive's command queue is full; the drive is not responding")]
+    Busy,
+    #[error("the drive's worker has stopped")]
+    Stopped,
+}
+
+/// Handle to one running worker thread. Dropping it shuts the worker down and joins it.
+pub struct Worker {
+    commands: Option<Sender<Command>>,
+    events: Receiver<Event>,
+    estop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread `drive-<name>` around `backend`.
+    pub fn spawn(name: &str, backend: Box<dyn Backend>, clock: Clock, repaint: Option<RepaintFn>) -> Worker {
+        let (cmd_tx, cmd_rx) = bounded(COMMAND_CAPACITY);
+        let (ev_tx, ev_rx) = bounded(EVENT_CAPACITY);
+        let estop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut state = WorkerLoop {
+            backend,
+            clock,
+            commands: cmd_rx,
+            events: ev_tx,
+            estop: estop.clone(),
+            dropped: dropped.clone(),
+            repaint,
+            last_repaint: None,
+            connected: false,
+        };
+        let spawned = std::thread::Builder::new().name(format!("drive-{name}")).spawn(move || state.run());
+        let join = match spawned {
+            Ok(join) => Some(join),
+            Err(e) => {
+                // No thread: report it through a channel the UI already reads.
+                let (tx, rx) = bounded(1);
+                let _ = tx.send(Event::State(DriveState::Fault(format!("cannot start worker thread: {e}"))));
+                return Worker { commands: None, events: rx, estop, dropped, join: None };
+            }
+        };
+        Worker { commands: Some(cmd_tx), events: ev_rx, estop, dropped, join }
+    }
+
+    /// Queues a command without blocking.
+    pub fn send(&self, cmd: Command) -> Result<(), SendError> {
+        let tx = self.commands.as_ref().ok_or(SendError::Stopped)?;
+        tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) => SendError::Busy,
+            TrySendError::Disconnected(_) => SendError::Stopped,
+        })
+    }
+
+    /// Emergency stop: raises a flag the worker checks before anything else, so the stop
+    /// goes out even if the command queue is full, then wakes the worker.
+    pub fn estop(&self) {
+        self.estop.store(true, Ordering::SeqCst);
+        if let Some(tx) = &self.commands {
+            let _ = tx.try_send(Command::EStop);
+        }
+    }
+
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Samples the worker had to drop because the event queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// True once the thread has ended (normally or by panic).
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().is_none_or(|j| j.is_finished())
+    }
+
+    /// Stops the worker: closing the command channel makes it disable and close the drive.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.commands = None;
+        if let Some(join) = self.join.take() {
+            let _ = join.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+struct WorkerLoop {
+    backend: Box<dyn Backend>,
+    clock: Clock,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    estop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    repaint: Option<RepaintFn>,
+    last_repaint: Option<Instant>,
+    connected: bool,
+}
+
+impl WorkerLoop {
+    fn run(&mut self) {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let message = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(panic) => Some(format!("worker crashed: {}", panic_text(&panic))),
+        };
+        if let Some(message) = message {
+            // Best effort: the backend may be the thing that broke.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.backend.disconnect()));
+            let _ =
+                self.events.send_timeout(Event::State(DriveState::Fault(message)), Duration::from_secs(1));
+            self.request_repaint(true);
+        }
+    }
+
+    fn serve(&mut self) -> Result<(), String> {
+        let mut samples = Vec::new();
+        let mut events = Vec::new();
+        let mut next_poll = Instant::now();
+        let mut reported_drops = 0;
+        loop {
+            if self.estop.swap(false, Ordering::SeqCst) && self.connected {
+                self.backend.command(&Command::EStop, self.clock.now_s(), &mut events)?;
+                self.flush(&mut samples, &mut events);
+            }
+            match self.commands.recv_deadline(next_poll) {
+                Ok(cmd) => {
+                    self.handle(cmd, &mut events)?;
+                    self.flush(&mut samples, &mut events);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.connected {
+                        let now_s = self.clock.now_s();
+                        if let Err(e) = self.backend.poll(now_s, &mut samples, &mut events) {
+                            self.backend.disconnect();
+                            self.connected = false;
+                            events.push(Event::State(DriveState::Fault(e)));
+                        }
+                        let dropped = self.dropped.load(Ordering::Relaxed);
+                        if dropped != reported_drops {
+                            reported_drops = dropped;
+                            events.push(Event::Dropped(dropped));
+                        }
+                        self.flush(&mut samples, &mut events);
+                    }
+                    let interval = self.backend.poll_interval();
+                    next_poll += interval;
+                    let now = Instant::now();
+                    if next_poll < now {
+                        next_poll = now + interval;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    if self.connected {
+                        self.backend.disconnect();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command, events: &mut Vec<Event>) -> Result<(), String> {
+        let now_s = self.clock.now_s();
+        match cmd {
+            Command::Connect if self.connected => {}
+            Command::Connect => {
+                events.push(Event::State(DriveState::Connecting));
+                match self.backend.connect(now_s) {
+                    Ok(info) => {
+                        self.connected = true;
+                        events.push(Event::Signals(info.signals));
+                        events.push(Event::Params(info.params));
+                        events.push(Event::State(DriveState::Idle));
+                        self.backend.command(&Command::ReadAllParams, now_s, events)?;
+                    }
+                    Err(e) => {
+                        events.push(Event::State(DriveState::Fault(format!("cannot connect: {e}"))));
+                    }
+                }
+            }
+            Command::Disconnect => {
+                if self.connected {
+                    self.backend.disconnect();
+                    self.connected = false;
+                }
+                events.push(Event::State(DriveState::Disconnected));
+            }
+            cmd if !self.connected => {
+                events.push(Event::Refused(format!("{cmd:?}: the drive is not connected")));
+            }
+            cmd => {
+                if let Err(e) = self.backend.command(&cmd, now_s, events) {
+                    events.push(Event::Refused(format!("{cmd:?}: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what accumulated. Samples are dropped (and counted) if the consumer is behind;
+    /// other events wait briefly, since a lost state change would mislead the user.
+    fn flush(&mut self, samples: &mut Vec<Sample>, events: &mut Vec<Event>) {
+        let mut sent = false;
+        for ev in events.drain(..) {
+            if self.events.send_timeout(ev, Duration::from_millis(50)).is_ok() {
+                sent = true;
+            }
+        }
+        if !samples.is_empty() {
+            let batch = std::mem::replace(samples, Vec::with_capacity(samples.capacity()));
+            let n = batch.len() as u64;
+            match self.events.try_send(Event::Samples(batch)) {
+                Ok(()) => sent = true,
+                Err(_) => {
+                    self.dropped.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+        if sent {
+            self.request_repaint(false);
+        }
+    }
+
+    fn request_repaint(&mut self, force: bool) {
+        let Some(repaint) = &self.repaint else { return };
+        let now = Instant::now();
+        if force || self.last_repaint.is_none_or(|t| now.duration_since(t) >= REPAINT_INTERVAL) {
+            self.last_repaint = Some(now);
+            repaint();
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend that panics on Enable, to prove isolation.
+    struct Fragile;
+
+    impl Backend for Fragile {
+        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
+            Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
+        }
+        fn disconnect(&mut self) {}
+        fn command(&mut self, cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
+            if *cmd == Command::Enable {
+                panic!("boom in the codec");
+            }
+            Ok(())
+        }
+        fn poll(
+            &mut self,
+            now_s: f64,
+            samples: &mut Vec<Sample>,
+            _events: &mut Vec<Event>,
+        ) -> Result<(), String> {
+            samples.push(Sample { t_s: now_s, signal: 0, value: 1.0 });
+            Ok(())
+        }
+    }
+
+    fn wait_for(worker: &Worker, mut pred: impl FnMut(&Event) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(ev) = worker.events().recv_deadline(deadline) {
+            if pred(&ev) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn panic_in_backend_becomes_a_fault() {
+        let w = Worker::spawn("fragile", Box::new(Fragile), Clock::new(), None);
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::Samples(_))));
+        w.send(Command::Enable).unwrap();
+        assert!(wait_for(
+            &w,
+            |e| matches!(e, Event::State(DriveState::Fault(t)) if t.contains("boom in the codec"))
+        ));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !w.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(w.is_finished());
+        assert_eq!(w.send(Command::Disable), Err(SendError::Stopped));
+    }
+
+    #[test]
+    fn commands_before_connect_are_refused() {
+        let w = Worker::spawn("idle", Box::new(Fragile), Clock::new(), None);
+        w.send(Command::Enable).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::Refused(t) if t.contains("not connected"))));
+        w.shutdown();
+    }
+
+    /// Produces samples as fast as it is polled and counts them.
+    struct Flood(Arc<AtomicU64>);
+
+    impl Backend for Flood {
+        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
+            Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
+        }
+        fn disconnect(&mut self) {}
+        fn command(&mut self, _cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
+            Ok(())
+        }
+        fn poll(
+            &mut self,
+            now_s: f64,
+            samples: &mut Vec<Sample>,
+            _events: &mut Vec<Event>,
+        ) -> Result<(), String> {
+            for _ in 0..10 {
+                samples.push(Sample { t_s: now_s, signal: 0, value: 1.0 });
+            }
+            self.0.fetch_add(10, Ordering::SeqCst);
+            Ok(())
+        }
+        fn poll_interval(&self) -> Duration {
+            Duration::from_micros(200)
+        }
+    }
+
+    #[test]
+    fn slow_consumer_loses_only_counted_samples() {
+        let produced = Arc::new(AtomicU64::new(0));
+        let w = Worker::spawn("flood", Box::new(Flood(produced.clone())), Clock::new(), None);
+        w.send(Command::Connect).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while w.dropped() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(w.dropped() > 0, "the queue never filled");
+        let events = w.events().clone();
+        let dropped = w.dropped.clone();
+        w.shutdown();
+        let received: u64 =
+            events.try_iter().map(|e| if let Event::Samples(s) = e { s.len() as u64 } else { 0 }).sum();
+        // Every sample is either delivered or counted as dropped: nothing vanishes silently.
+        assert_eq!(received + dropped.load(Ordering::SeqCst), produced.load(Ordering::SeqCst));
+        assert!(received >= (EVENT_CAPACITY as u64 / 2) * 10, "received {received}");
+    }
+}

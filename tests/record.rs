@@ -1,0 +1,124 @@
+//! `drivebench record` end to end: the real binary, real worker threads, the simulated drive.
+
+use std::path::Path;
+use std::process::Command;
+
+fn drivebench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_drivebench"))
+}
+
+/// Reads a column of a recorded CSV as (time, value) pairs, skipping blank cells.
+fn column(csv_path: &Path, name: &str) -> Vec<(f64, f64)> {
+    let mut reader = csv::Reader::from_path(csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col =
+        headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {headers:?}"));
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| !r[col].is_empty())
+        .map(|r| (r[0].parse().unwrap(), r[col].parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn speed_step_settles_and_current_stays_within_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("out.csv");
+    let out = drivebench()
+        .args(["record", "--drive", "sim", "--seconds", "2", "--csv"])
+        .arg(&csv_path)
+        .args(["--enable", "--mode", "speed", "--setpoint", "1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+
+    let speed = column(&csv_path, "drive1.speed_rpm");
+    let current = column(&csv_path, "drive1.current_a");
+    assert!(speed.len() > 1800, "only {} speed samples in 2 s at 1 kHz", speed.len());
+    let t_end = speed.last().unwrap().0;
+    let tail: Vec<f64> = speed.iter().filter(|(t, _)| *t > t_end - 0.5).map(|(_, v)| *v).collect();
+    let mean = tail.iter().sum::<f64>() / tail.len() as f64;
+    assert!((mean - 1000.0).abs() < 20.0, "settled at {mean} rpm, not within 2 % of 1000");
+    let peak = current.iter().map(|(_, v)| v.abs()).fold(0.0, f64::max);
+    assert!(peak > 1.0, "the step drew no current ({peak} A)");
+    // The project limit (8 A) is the hard envelope; the drive's own limit (7.5 A) holds to within
+    // the measurement noise.
+    assert!(peak <= 8.0, "current reached {peak} A, above the project's 8 A limit");
+    assert!(peak <= 7.5 + 0.1, "current reached {peak} A, above the drive's 7.5 A limit plus noise");
+    // Time runs forward row by row.
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let times: Vec<f64> = reader.records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "rows are not in time order");
+}
+
+#[test]
+fn two_named_drives_get_their_own_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("two.csv");
+    let out = drivebench()
+        .args(["record", "--drive", "sim,name=left", "--drive", "sim", "--seconds", "0.5", "--csv"])
+        .arg(&csv_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(headers[0], "time_s");
+    assert!(headers.contains(&"left.speed_rpm".to_owned()), "{headers:?}");
+    assert!(headers.contains(&"drive2.current_a".to_owned()), "{headers:?}");
+    assert!(!column(&csv_path, "left.temperature_c").is_empty());
+    assert!(!column(&csv_path, "drive2.temperature_c").is_empty());
+}
+
+#[test]
+fn out_of_range_setpoint_is_refused_before_anything_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("refused.csv");
+    let out = drivebench()
+        .args(["record", "--drive", "sim", "--seconds", "1", "--csv"])
+        .arg(&csv_path)
+        .args(["--enable", "--mode", "speed", "--setpoint", "90000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("90000") && stderr.contains("outside"), "{stderr}");
+}
+
+#[test]
+fn broken_project_file_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.ron");
+    std::fs::write(&bad, "Project(\n    version: 1,\n    drives: [ 42 ],\n)").unwrap();
+    let out = drivebench()
+        .arg("record")
+        .arg(&bad)
+        .args(["--seconds", "1", "--csv"])
+        .arg(dir.path().join("x.csv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.ron:3:"), "{stderr}");
+}
+
+#[test]
+fn demo_project_records_both_drives() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("demo.csv");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo.ron");
+    let out = drivebench()
+        .arg("record")
+        .arg(&demo)
+        .args(["--seconds", "1", "--enable", "--mode", "speed", "--setpoint", "500", "--csv"])
+        .arg(&csv_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    for name in ["left", "right"] {
+        let speed = column(&csv_path, &format!("{name}.speed_rpm"));
+        assert!(speed.len() > 800, "{name}: {} samples", speed.len());
+        assert!(speed.last().unwrap().1 > 400.0, "{name} did not speed up: {:?}", speed.last());
+    }
+}

@@ -1,0 +1,193 @@
+//! UI flows driven through egui_kittest, with real simulated drives behind the panels:
+//! no display and no GPU needed.
+
+use std::time::{Duration, Instant};
+
+use drivebench::drive::{ControlMode, DriveState};
+use drivebench::project::Project;
+use drivebench::ui::BenchApp;
+use egui::{Key, Role};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+fn harness(app: BenchApp) -> Harness<'static, BenchApp> {
+    Harness::builder().with_size([1400.0, 1000.0]).build_ui_state(
+        |ui, app: &mut BenchApp| {
+            let ctx = ui.ctx().clone();
+            app.logic(&ctx);
+            app.ui(ui);
+        },
+        app,
+    )
+}
+
+/// Steps frames (the drives run in real time behind the UI) until `pred` holds.
+fn step_until(h: &mut Harness<'_, BenchApp>, what: &str, mut pred: impl FnMut(&BenchApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        h.step();
+        if pred(h.state()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Replaces the text of the input labelled `label` and presses Enter, as a user would.
+fn type_into(h: &mut Harness<'_, BenchApp>, label: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, label).focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::A);
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    h.step();
+    h.key_press(Key::Enter);
+}
+
+fn demo_app() -> BenchApp {
+    BenchApp::new(Project::demo(), None, None)
+}
+
+fn all_idle(app: &BenchApp) -> bool {
+    app.bench.drives.iter().all(|d| d.state == DriveState::Idle)
+}
+
+#[test]
+fn add_a_drive_enable_it_and_set_a_speed() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+
+    h.get_by_label("➕ Add simulated drive").click();
+    step_until(&mut h, "third drive connected", |a| {
+        a.bench.drives.len() == 3 && a.bench.drives[2].state == DriveState::Idle
+    });
+    let new_id = h.state().bench.drives[2].id;
+    assert_eq!(h.state().selected, Some(new_id), "the new drive is selected");
+    assert_eq!(h.state().bench.drives[2].name(), "drive1");
+
+    h.get_by_label("Enable").click();
+    step_until(&mut h, "enabled", |a| a.bench.drives[2].state == DriveState::Enabled);
+    assert_eq!(h.state().bench.drives[2].mode, ControlMode::Speed);
+
+    type_into(&mut h, "Setpoint:", "1000");
+    step_until(&mut h, "setpoint applied", |a| a.bench.drives[2].setpoint == 1000.0);
+
+    // The plot store fills, and the motor follows the setpoint.
+    let before = h.state().bench.drives[2].series("speed_rpm").map(|s| s.total_pushed()).unwrap_or(0);
+    step_until(&mut h, "300 more samples", |a| {
+        a.bench.drives[2].series("speed_rpm").is_some_and(|s| s.total_pushed() >= before + 300)
+    });
+    let speed = h.state().bench.drives[2].series("speed_rpm").unwrap();
+    let (t_last, _) = speed.last().unwrap();
+    let (lo, hi) = speed.min_max(t_last - 0.1, t_last + 1.0).unwrap();
+    assert!(lo > 980.0 && hi < 1020.0, "speed over the last 100 ms: {lo} … {hi} rpm");
+    assert!(h.state().plots.points_last_frame > 0, "the plots drew nothing");
+}
+
+#[test]
+fn estop_button_and_key_disable_every_drive() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+    for d in &mut h.state_mut().bench.drives {
+        d.send(drivebench::drive::Command::Enable).unwrap();
+        d.send(drivebench::drive::Command::SetSetpoint(500.0)).unwrap();
+    }
+    step_until(&mut h, "all enabled", |a| a.bench.drives.iter().all(|d| d.state == DriveState::Enabled));
+
+    h.get_by_label("E-STOP").click();
+    step_until(&mut h, "all stopped by the button", all_idle);
+
+    for d in &mut h.state_mut().bench.drives {
+        d.send(drivebench::drive::Command::Enable).unwrap();
+    }
+    step_until(&mut h, "all enabled again", |a| {
+        a.bench.drives.iter().all(|d| d.state == DriveState::Enabled)
+    });
+    h.key_press(Key::Escape);
+    step_until(&mut h, "all stopped by the key", all_idle);
+    assert!(h.state().status.last_estop_s.is_some());
+}
+
+#[test]
+fn out_of_range_parameter_is_refused_with_a_reason_and_never_sent() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "parameters read", |a| a.bench.drives[0].values.contains_key("current_limit_a"));
+    let before = h.state().bench.drives[0].values["current_limit_a"];
+    let label = h.state().bench.drives[0].param_spec("current_limit_a").unwrap().label.clone();
+
+    // 9 A is inside the drive's own range but above the project's 8 A limit.
+    type_into(&mut h, &label, "9");
+    h.run_steps(3);
+    let id = h.state().bench.drives[0].id;
+    let err = h.state().params.error_for(id, "current_limit_a").expect("a visible refusal").to_owned();
+    assert!(err.contains("project limit"), "{err}");
+    assert!(h.query_all_by_label_contains("project limit").count() >= 1, "the reason is on screen");
+
+    // Nothing went out: the value read back from the drive is unchanged and the project keeps none.
+    h.state_mut().bench.drives[0].send(drivebench::drive::Command::ReadAllParams).unwrap();
+    h.run_steps(20);
+    assert_eq!(h.state().bench.drives[0].values["current_limit_a"], before);
+    assert!(!h.state().bench.drives[0].config.params.contains_key("current_limit_a"));
+}
+
+#[test]
+fn save_then_load_through_the_menu_code_and_broken_files_leave_the_bench_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.ron");
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+    h.state_mut().plots.window_s = 4.5;
+    h.state_mut().bench.drives[1].config.limits.max_speed_rpm = 2500.0;
+    assert!(h.state_mut().save_to(&path));
+    let saved = h.state().current_project();
+
+    // Change the bench, then open the file again.
+    h.get_by_label("➕ Add simulated drive").click();
+    h.run_steps(2);
+    assert_eq!(h.state().bench.drives.len(), 3);
+    assert!(h.state_mut().open_path(&path));
+    h.run_steps(2);
+    assert_eq!(h.state().bench.drives.len(), 2);
+    assert_eq!(h.state().current_project(), saved);
+    assert_eq!(h.state().plots.window_s, 4.5);
+    assert_eq!(h.state().recent.first(), Some(&path));
+
+    // A malformed file: error with line and column, bench untouched.
+    let bad = dir.path().join("bad.ron");
+    std::fs::write(&bad, "Project(\n  version: 1,\n  drives: [ nonsense ],\n)").unwrap();
+    let ids: Vec<u64> = h.state().bench.drives.iter().map(|d| d.id).collect();
+    assert!(!h.state_mut().open_path(&bad));
+    h.run_steps(2);
+    let notice = h.state().notice.clone().expect("an error is shown");
+    assert!(notice.text.contains("bad.ron:3:"), "{}", notice.text);
+    assert!(h.query_by_label_contains("bad.ron:3:").is_some());
+    let ids_after: Vec<u64> = h.state().bench.drives.iter().map(|d| d.id).collect();
+    assert_eq!(ids, ids_after);
+
+    // An unknown version is refused by name.
+    let newer = dir.path().join("newer.ron");
+    std::fs::write(&newer, "Project(version: 99)").unwrap();
+    assert!(!h.state_mut().open_path(&newer));
+    assert!(h.state().notice.as_ref().unwrap().text.contains("version 99"));
+}
+
+#[test]
+fn legend_hides_a_trace_and_pausing_freezes_the_view() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate.rate_hz > 0.0));
+    h.run_steps(2);
+    let shown = h.state().plots.points_last_frame;
+    assert!(shown > 0);
+    h.get_by_label_contains("left.speed_rpm").click();
+    h.run_steps(2);
+    assert!(h.state().plots.hidden.contains("left.speed_rpm"));
+    assert!(h.state().plots.points_last_frame < shown);
+
+    h.get_by_label("⏸ Pause").click();
+    h.run_steps(2);
+    assert!(!h.state().plots.follow);
+    h.get_by_label("▶ Follow").click();
+    h.run_steps(2);
+    assert!(h.state().plots.follow);
+}
