@@ -36,11 +36,20 @@ pub struct Notice {
     pub text: String,
 }
 
-/// Scripted actions of `--screenshot`: enable every drive, step the speed, capture.
+/// Scripted actions of `--screenshot`: enable every drive, step the speed twice, capture.
 #[derive(Debug, Clone)]
 pub struct DemoScript {
+    /// Frames to render at least before the capture.
     pub frames: u64,
-    pub step_at_frame: u64,
+    /// Session time at which the drives were enabled.
+    pub enabled_at_s: Option<f64>,
+}
+
+impl DemoScript {
+    pub const FIRST_STEP_S: f64 = 0.8;
+    pub const SECOND_STEP_S: f64 = 2.2;
+    /// Time after enabling at which the capture may happen.
+    pub const CAPTURE_S: f64 = 3.6;
 }
 
 /// The whole app, independent of eframe so that tests can drive it with egui_kittest.
@@ -198,20 +207,43 @@ impl BenchApp {
     }
 
     fn run_script(&mut self) {
-        let Some(script) = &self.script else { return };
-        let step_at = script.step_at_frame;
-        if self.frame == 1 {
-            for d in &mut self.bench.drives {
-                let _ = d.send(Command::SetMode(ControlMode::Speed));
-                let _ = d.send(Command::Enable);
+        let now_s = self.bench.clock.now_s();
+        let Some(script) = &mut self.script else { return };
+        let Some(enabled_at) = script.enabled_at_s else {
+            if self.bench.drives.iter().all(|d| d.state.is_connected()) {
+                script.enabled_at_s = Some(now_s);
+                for d in &mut self.bench.drives {
+                    let _ = d.send(Command::SetMode(ControlMode::Speed));
+                    let _ = d.send(Command::Enable);
+                }
             }
-        }
-        if self.frame == step_at {
-            for (i, d) in self.bench.drives.iter_mut().enumerate() {
-                let target = d.config.limits.max_speed_rpm.min(1500.0) * if i % 2 == 0 { 1.0 } else { -0.7 };
+            return;
+        };
+        let t = now_s - enabled_at;
+        // Show the whole scripted run, however fast frames come.
+        self.plots.window_s = (t + 0.3).max(1.0);
+        let stage = if t >= DemoScript::SECOND_STEP_S {
+            2
+        } else if t >= DemoScript::FIRST_STEP_S {
+            1
+        } else {
+            0
+        };
+        for (i, d) in self.bench.drives.iter_mut().enumerate() {
+            let top = d.config.limits.max_speed_rpm.min(1500.0) * if i % 2 == 0 { 1.0 } else { -0.8 };
+            let target = [0.0, top, 0.4 * top][stage];
+            if d.setpoint != target && d.state == DriveState::Enabled {
                 let _ = d.send(Command::SetSetpoint(target));
             }
         }
+    }
+
+    /// True once the screenshot script has run long enough to show both steps.
+    pub fn script_done(&self) -> bool {
+        self.script.as_ref().is_some_and(|s| {
+            self.frame >= s.frames
+                && s.enabled_at_s.is_some_and(|t| self.bench.clock.now_s() - t >= DemoScript::CAPTURE_S)
+        })
     }
 
     fn handle_file_action(&mut self, action: FileAction) {

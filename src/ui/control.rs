@@ -26,6 +26,11 @@ impl Default for ControlPanel {
 
 impl ControlPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, drive: &mut DriveRuntime) {
+        let focused = ui.memory(|m| m.focused()).is_some_and(|id| id == setpoint_field_id());
+        if !focused && self.text_for == Some((drive.id, drive.mode)) && self.error.is_none() {
+            // Follow the drive's setpoint (jog, slider, script) while the user is not typing.
+            self.setpoint_text = format_value(drive.setpoint);
+        }
         if self.text_for != Some((drive.id, drive.mode)) {
             self.text_for = Some((drive.id, drive.mode));
             self.setpoint_text = format_value(drive.setpoint);
@@ -78,12 +83,10 @@ impl ControlPanel {
         let (min, max) = drive.config.limits.setpoint_range(drive.mode);
         ui.horizontal(|ui| {
             let label = ui.label("Setpoint:");
-            let edit = ui
-                .add_enabled(
-                    connected,
-                    egui::TextEdit::singleline(&mut self.setpoint_text).desired_width(80.0),
-                )
-                .labelled_by(label.id);
+            let field = egui::TextEdit::singleline(&mut self.setpoint_text)
+                .id(setpoint_field_id())
+                .desired_width(80.0);
+            let edit = ui.add_enabled(connected, field).labelled_by(label.id);
             ui.label(unit);
             let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if ui.add_enabled(connected, egui::Button::new("Apply")).clicked() || entered {
@@ -161,6 +164,11 @@ impl ControlPanel {
     }
 }
 
+/// The setpoint field's id: one control panel, one field.
+fn setpoint_field_id() -> egui::Id {
+    egui::Id::unique("drivebench-setpoint-field")
+}
+
 fn default_jog(mode: ControlMode) -> f64 {
     match mode {
         ControlMode::Current => 0.5,
@@ -169,8 +177,11 @@ fn default_jog(mode: ControlMode) -> f64 {
     }
 }
 
+/// A value with about six significant digits and no trailing zeros.
 pub fn format_value(v: f64) -> String {
-    let s = format!("{v:.4}");
+    let int_digits = if v.abs() >= 1.0 { v.abs().log10().floor() as i32 + 1 } else { 0 };
+    let decimals = (6 - int_digits).clamp(0, 6) as usize;
+    let s = format!("{v:.decimals$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s.is_empty() || s == "-" { "0".into() } else { s.to_owned() }
 }

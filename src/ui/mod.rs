@@ -54,10 +54,8 @@ impl DrivebenchApp {
             app.recent.insert(0, p);
         }
         if let Some(plan) = &screenshot {
-            let frames = plan.frames.max(10);
-            app = app.with_script(DemoScript { frames, step_at_frame: frames / 5 });
-            // Show the whole scripted run, not a mostly empty 10 s window.
-            app.plots.window_s = (frames as f64 / 60.0 * 1.1).max(1.0);
+            let frames = plan.frames;
+            app = app.with_script(DemoScript { frames, enabled_at_s: None });
         }
         DrivebenchApp { app, screenshot, requested: false }
     }
@@ -77,7 +75,7 @@ impl eframe::App for DrivebenchApp {
         let done = plan.result.lock().map(|r| r.is_some()).unwrap_or(true);
         if done {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-        } else if !self.requested && self.app.frame() >= plan.frames {
+        } else if !self.requested && self.app.script_done() {
             self.requested = true;
             let out = plan.out.clone();
             let result = plan.result.clone();

@@ -54,9 +54,13 @@ impl ParamsPanel {
                         let text = self.edits.entry(key.clone()).or_insert_with(|| shown.clone());
                         // Follow the drive's value while the user is not editing this field.
                         let edit = ui
-                            .add(egui::TextEdit::singleline(text).desired_width(80.0))
+                            .add(egui::TextEdit::singleline(text).desired_width(96.0))
                             .labelled_by(label.id);
-                        if !edit.has_focus() && !edit.lost_focus() && !self.errors.contains_key(&key) && *text != shown {
+                        if !edit.has_focus()
+                            && !edit.lost_focus()
+                            && !self.errors.contains_key(&key)
+                            && *text != shown
+                        {
                             *text = shown.clone();
                         }
                         if edit.changed() {

@@ -75,7 +75,9 @@ impl PlotsPanel {
         let group = egui::Id::unique("drivebench-time-axis");
         let n = self.plots.len();
         let spacing = ui.spacing().item_spacing.y;
-        let height = ((ui.available_height() - spacing * n as f32) / n as f32).max(80.0);
+        // Each plot has a header row above it.
+        let header = ui.spacing().interact_size.y + spacing;
+        let height = ((ui.available_height() - (header + spacing) * n as f32) / n as f32).max(80.0);
         let now_s = bench.clock.now_s();
         let width_px = (ui.available_width() * ui.pixels_per_point()).max(1.0) as usize;
         let mut hover = None;
@@ -117,6 +119,8 @@ impl PlotsPanel {
                 .auto_bounds(egui::Vec2b::FALSE)
                 .allow_double_click_reset(false)
                 .show_crosshair(true)
+                .y_grid_spacer(nice_grid)
+                .x_grid_spacer(nice_grid)
                 .x_axis_label(if pi + 1 == n { "time [s]" } else { "" })
                 .y_axis_label(unit.clone())
                 .label_formatter(move |pos| {
@@ -258,11 +262,15 @@ impl PlotsPanel {
                         continue;
                     }
                     let key = format!("{}.{}", d.name(), s);
-                    let shown = !self.hidden.contains(&key);
+                    let mut shown = !self.hidden.contains(&key);
                     let color = if shown { drive_color(di) } else { ui.visuals().weak_text_color() };
-                    let dash = if s.contains("setpoint") { "- -" } else { "—" };
-                    let text = RichText::new(format!("{dash} {key}")).color(color);
-                    if ui.selectable_label(shown, text).on_hover_text("Show or hide this trace").clicked() {
+                    let style = if s.contains("setpoint") { "dashed" } else { "solid" };
+                    let text = RichText::new(&key).color(color);
+                    if ui
+                        .checkbox(&mut shown, text)
+                        .on_hover_text(format!("Show or hide this trace ({style})"))
+                        .changed()
+                    {
                         toggled = Some(key);
                     }
                 }
@@ -288,6 +296,41 @@ impl PlotsPanel {
         };
         ui.label(RichText::new(text).monospace().small());
     }
+}
+
+/// Grid lines on nested 1-2-5 steps (each step divides the next), so a ±8 A plot gets labels
+/// at ±5 rather than only at 0, and labels never mix two spacings.
+fn nice_grid(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
+    let (lo, hi) = input.bounds;
+    if !(input.base_step_size > 0.0 && lo.is_finite() && hi.is_finite() && hi > lo) {
+        return Vec::new();
+    }
+    let decade = 10f64.powf(input.base_step_size.log10().floor());
+    let fine = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * decade).find(|s| *s >= input.base_step_size);
+    let fine = fine.unwrap_or(10.0 * decade);
+    let mut steps = vec![fine];
+    while steps.len() < 6 {
+        let last = steps[steps.len() - 1];
+        let mantissa = last / 10f64.powf(last.log10().floor());
+        steps.push(if mantissa < 4.0 { last * 5.0 } else { last * 2.0 });
+    }
+    let first = (lo / fine).ceil() as i64;
+    let last = (hi / fine).floor() as i64;
+    if last - first > 10_000 {
+        return Vec::new();
+    }
+    (first..=last)
+        .map(|i| {
+            let value = i as f64 * fine;
+            let step_size = steps
+                .iter()
+                .rev()
+                .find(|s| ((value / **s).round() * **s - value).abs() < fine * 1e-6)
+                .copied()
+                .unwrap_or(fine);
+            egui_plot::GridMark { value, step_size }
+        })
+        .collect()
 }
 
 /// Every signal name any drive announces, in first-seen order.
