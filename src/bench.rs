@@ -14,6 +14,9 @@ use crate::project::{DriveConfig, Project};
 use crate::telemetry::Series;
 use crate::worker::{Clock, RepaintFn, SendError, Worker};
 
+/// Receives every batch of samples with its drive's name and signal list (the recorder).
+pub type SampleSink<'a> = dyn FnMut(&str, &[SignalSpec], &[Sample]) + 'a;
+
 /// Messages kept per drive for the UI.
 const MESSAGE_HISTORY: usize = 100;
 
@@ -196,12 +199,7 @@ impl DriveRuntime {
 
     /// Drains this drive's events until `deadline`. Samples go into the store and to `sink`
     /// (the recorder). Returns false if it stopped because of the deadline.
-    pub fn pump(
-        &mut self,
-        deadline: Instant,
-        now_s: f64,
-        sink: &mut dyn FnMut(&str, &[SignalSpec], &[Sample]),
-    ) -> bool {
+    pub fn pump(&mut self, deadline: Instant, now_s: f64, sink: &mut SampleSink<'_>) -> bool {
         loop {
             let Some(worker) = &self.worker else { return true };
             let ev = match worker.events().try_recv() {
@@ -222,7 +220,7 @@ impl DriveRuntime {
         }
     }
 
-    fn apply(&mut self, ev: Event, now_s: f64, sink: &mut dyn FnMut(&str, &[SignalSpec], &[Sample])) {
+    fn apply(&mut self, ev: Event, now_s: f64, sink: &mut SampleSink<'_>) {
         match ev {
             Event::State(state) => {
                 if let DriveState::Fault(text) = &state {
@@ -375,11 +373,7 @@ impl Bench {
     }
 
     /// Drains every drive's events within the time budget; true if all queues were emptied.
-    pub fn pump(
-        &mut self,
-        budget: std::time::Duration,
-        sink: &mut dyn FnMut(&str, &[SignalSpec], &[Sample]),
-    ) -> bool {
+    pub fn pump(&mut self, budget: std::time::Duration, sink: &mut SampleSink<'_>) -> bool {
         let deadline = Instant::now() + budget;
         let now_s = self.clock.now_s();
         let mut done = true;

@@ -202,8 +202,8 @@ impl WorkerLoop {
         let mut next_poll = Instant::now();
         let mut reported_drops = 0;
         loop {
-            if self.estop.swap(false, Ordering::SeqCst) && self.connected {
-                self.backend.command(&Command::EStop, self.clock.now_s(), &mut events)?;
+            if self.estop.swap(false, Ordering::SeqCst) {
+                self.emergency_stop(&mut events)?;
                 self.flush(&mut samples, &mut events);
             }
             match self.commands.recv_deadline(next_poll) {
@@ -241,6 +241,30 @@ impl WorkerLoop {
                 }
             }
         }
+    }
+
+    /// Stops the drive before anything else, and throws away what was queued before the stop
+    /// (an Enable or a setpoint sent just before E-STOP must not run after it). Connection
+    /// changes still go through.
+    fn emergency_stop(&mut self, events: &mut Vec<Event>) -> Result<(), String> {
+        if self.connected {
+            self.backend.command(&Command::EStop, self.clock.now_s(), events)?;
+        }
+        let mut discarded = 0;
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Connect | Command::Disconnect => self.handle(cmd, events)?,
+                Command::EStop => {}
+                _ => discarded += 1,
+            }
+        }
+        if self.connected {
+            self.backend.command(&Command::EStop, self.clock.now_s(), events)?;
+        }
+        if discarded > 0 {
+            events.push(Event::Refused(format!("E-STOP: {discarded} queued command(s) discarded")));
+        }
+        Ok(())
     }
 
     fn handle(&mut self, cmd: Command, events: &mut Vec<Event>) -> Result<(), String> {
@@ -436,5 +460,67 @@ mod tests {
         // Every sample is either delivered or counted as dropped: nothing vanishes silently.
         assert_eq!(received + dropped.load(Ordering::SeqCst), produced.load(Ordering::SeqCst));
         assert!(received >= (EVENT_CAPACITY as u64 / 2) * 10, "received {received}");
+    }
+
+    /// Slow to carry out setpoints; records when it saw an e-stop and how many setpoints it
+    /// had handled by then.
+    struct Sluggish(Arc<std::sync::Mutex<Option<(Instant, usize)>>>, Arc<AtomicU64>);
+
+    impl Backend for Sluggish {
+        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
+            Ok(Connected { signals: vec![], params: vec![] })
+        }
+        fn disconnect(&mut self) {}
+        fn command(&mut self, cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
+            match cmd {
+                Command::SetSetpoint(_) => {
+                    self.1.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Command::EStop => {
+                    let mut seen = self.0.lock().unwrap();
+                    seen.get_or_insert((Instant::now(), self.1.load(Ordering::SeqCst) as usize));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        fn poll(&mut self, _now_s: f64, _s: &mut Vec<Sample>, _e: &mut Vec<Event>) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn estop_overtakes_a_full_command_queue() {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let handled_total = Arc::new(AtomicU64::new(0));
+        let backend = Sluggish(seen.clone(), handled_total.clone());
+        let w = Worker::spawn("sluggish", Box::new(backend), Clock::new(), None);
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| *e == Event::State(DriveState::Idle)));
+        // Fill the queue: at 20 ms each, working through it takes over a second.
+        let mut queued = 0;
+        while w.send(Command::SetSetpoint(1.0)).is_ok() {
+            queued += 1;
+        }
+        assert!(queued >= COMMAND_CAPACITY - 1, "queued {queued}");
+        assert_eq!(w.send(Command::Disable), Err(SendError::Busy));
+        let pressed = Instant::now();
+        w.estop();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.lock().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (at, handled) = seen.lock().unwrap().expect("the e-stop never reached the backend");
+        assert!(
+            at.duration_since(pressed) < Duration::from_millis(200),
+            "took {:?}",
+            at.duration_since(pressed)
+        );
+        assert!(handled < 10, "the e-stop waited behind {handled} queued setpoints");
+        assert!(wait_for(&w, |e| matches!(e, Event::Refused(t) if t.contains("discarded"))));
+        // The queued setpoints were thrown away, not run after the stop.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(handled_total.load(Ordering::SeqCst) < 10, "queued setpoints ran after the stop");
     }
 }
