@@ -153,7 +153,11 @@ impl PlotsPanel {
                                 continue;
                             }
                             points += buf.len();
-                            if let Some((lo, hi)) = series.min_max(t0, t1) {
+                            // A saturated reading can be ±inf: it is drawn, but cannot size the axis.
+                            if let Some((lo, hi)) = series.min_max(t0, t1)
+                                && lo.is_finite()
+                                && hi.is_finite()
+                            {
                                 y_range = Some(match y_range {
                                     Some((a, b)) => (a.min(lo), b.max(hi)),
                                     None => (lo, hi),
