@@ -299,6 +299,7 @@ pub struct Bench {
     next_id: u64,
     capacity: usize,
     repaint: Option<RepaintFn>,
+    pump_start: usize,
 }
 
 impl Bench {
@@ -310,6 +311,7 @@ impl Bench {
             next_id: 1,
             capacity: project.history.samples_per_signal,
             repaint,
+            pump_start: 0,
         };
         for d in &project.drives {
             bench.add(d.clone());
@@ -377,8 +379,13 @@ impl Bench {
         let deadline = Instant::now() + budget;
         let now_s = self.clock.now_s();
         let mut done = true;
-        for d in &mut self.drives {
-            done &= d.pump(deadline, now_s, sink);
+        // Start with a different drive each time, so that one flooding drive cannot starve
+        // the others when the budget runs out.
+        let n = self.drives.len();
+        self.pump_start = if n == 0 { 0 } else { (self.pump_start + 1) % n };
+        for k in 0..n {
+            let i = (self.pump_start + k) % n;
+            done &= self.drives[i].pump(deadline, now_s, sink);
         }
         done
     }

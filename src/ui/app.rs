@@ -171,8 +171,7 @@ impl BenchApp {
 
     /// Adds a simulated drive with a fresh name and seed, connects and selects it.
     pub fn add_simulated_drive(&mut self) {
-        let mut probe = self.current_project();
-        let name = probe.free_drive_name();
+        let name = self.current_project().free_drive_name();
         let seed = self.bench.drives.len() as u64 + 1 + self.frame;
         let config = DriveConfig {
             name,
@@ -182,7 +181,6 @@ impl BenchApp {
             }),
             ..DriveConfig::default()
         };
-        probe.drives.push(config.clone());
         let index = self.bench.add(config);
         self.bench.connect(index);
         self.selected = Some(self.bench.drives[index].id);
