@@ -191,3 +191,34 @@ fn legend_hides_a_trace_and_pausing_freezes_the_view() {
     h.run_steps(2);
     assert!(h.state().plots.follow);
 }
+
+#[test]
+fn dragging_a_plot_pauses_following_and_hover_reads_values() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate.rate_hz > 0.0));
+    assert!(h.state().plots.follow);
+    // The plot's title (the leftmost "Speed"; the control panel's readout has one too).
+    let header =
+        h.get_all_by_label("Speed").map(|n| n.rect()).min_by(|a, b| a.min.x.total_cmp(&b.min.x)).unwrap();
+    let inside = header.center() + egui::vec2(250.0, 150.0);
+    h.hover_at(inside);
+    h.step();
+    assert!(h.state().plots.hover.is_some(), "hovering a plot gives a readout");
+    h.drag_at(inside);
+    h.step();
+    h.hover_at(inside + egui::vec2(-120.0, 0.0));
+    h.step();
+    h.drop_at(inside + egui::vec2(-120.0, 0.0));
+    h.step();
+    assert!(!h.state().plots.follow, "panning the plot should pause following");
+    h.hover_at(inside);
+    h.run_steps(2);
+    let readout = h.state().plots.hover.clone();
+    // The readout lists the traces under the pointer with their units.
+    let readout = readout.expect("a readout while hovering");
+    assert!(
+        readout.values.iter().any(|(name, _, unit)| name.starts_with("left.") && !unit.is_empty()),
+        "{readout:?}"
+    );
+    assert!(readout.values.iter().any(|(name, _, _)| name.starts_with("right.")), "{readout:?}");
+}
