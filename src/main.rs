@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use drivebench::drive::ControlMode;
 use drivebench::headless::{self, RecordOptions};
 use drivebench::project::{Project, parse_drive_spec};
+use drivebench::ui::app::Notice;
 use drivebench::ui::{DrivebenchApp, ScreenshotPlan};
 
 #[derive(Parser)]
@@ -105,7 +106,20 @@ fn load_project(path: Option<&Path>) -> Result<Project> {
 }
 
 fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<()> {
-    let project = load_project(path)?;
+    // A broken file named on the command line: the screenshot run fails, while the GUI opens
+    // on an empty bench and shows why, as File > Open would.
+    let (project, path, notice) = match load_project(path) {
+        Ok(project) => (project, path.map(Path::to_owned), None),
+        Err(e) if screenshot.is_none() => {
+            eprintln!("drivebench: {e:#}");
+            (
+                Project::default(),
+                None,
+                Some(Notice { title: "Cannot open project".into(), text: format!("{e:#}") }),
+            )
+        }
+        Err(e) => return Err(e),
+    };
     let result: drivebench::ui::ScreenshotResult = Arc::new(Mutex::new(None));
     let plan = screenshot.map(|out| ScreenshotPlan { out, frames, result: result.clone() });
     let taking_screenshot = plan.is_some();
@@ -124,11 +138,14 @@ fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<
         persist_window: !taking_screenshot,
         ..Default::default()
     };
-    let path = path.map(Path::to_owned);
     eframe::run_native(
         "drivebench",
         options,
-        Box::new(move |cc| Ok(Box::new(DrivebenchApp::new(cc, project, path, plan)))),
+        Box::new(move |cc| {
+            let mut app = DrivebenchApp::new(cc, project, path, plan);
+            app.app.notice = notice;
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
     if taking_screenshot {
