@@ -1,7 +1,7 @@
 //! Backends a worker can drive: the built-in simulated drive today; serial links with their
 //! protocol codecs slot in beside it. `for_connection` picks one from a project entry.
 
-use crate::drive::{Command, DriveState, Event, Sample, SignalSpec};
+use crate::drive::{Command, ControlMode, DriveState, Event, Sample, SignalSpec};
 use crate::project::Connection;
 use crate::sim::{SimConfig, SimDrive, TelemetryFrame};
 use crate::worker::{Backend, Connected};
@@ -25,11 +25,22 @@ pub struct SimBackend {
     t0_s: f64,
     frames: Vec<TelemetryFrame>,
     reported: Option<DriveState>,
+    reported_mode: Option<(ControlMode, f64)>,
+    /// Samples computed while catching up before a command, sent with the next poll.
+    pending: Vec<Sample>,
 }
 
 impl SimBackend {
     pub fn new(config: SimConfig) -> Self {
-        SimBackend { config, drive: None, t0_s: 0.0, frames: Vec::new(), reported: None }
+        SimBackend {
+            config,
+            drive: None,
+            t0_s: 0.0,
+            frames: Vec::new(),
+            reported: None,
+            reported_mode: None,
+            pending: Vec::new(),
+        }
     }
 
     fn drive(&mut self) -> Result<&mut SimDrive, String> {
@@ -49,69 +60,22 @@ impl SimBackend {
         }
     }
 
-    fn report_mode(&self, events: &mut Vec<Event>) {
-        if let Some(d) = &self.drive {
-            events.push(Event::Mode { mode: d.mode(), setpoint: d.setpoint() });
+    /// Reports the mode and setpoint whenever the drive changed them, by command or by itself
+    /// (an e-stop or a fault trip zeroes the setpoint; enabling in position mode holds the
+    /// present position), so the UI never builds on a stale setpoint.
+    fn report_mode(&mut self, events: &mut Vec<Event>) {
+        let Some(d) = &self.drive else { return };
+        let now = (d.mode(), d.setpoint());
+        if self.reported_mode != Some(now) {
+            self.reported_mode = Some(now);
+            events.push(Event::Mode { mode: now.0, setpoint: now.1 });
         }
     }
-}
 
-impl Backend for SimBackend {
-    fn connect(&mut self, now_s: f64) -> Result<Connected, String> {
-        self.drive = Some(SimDrive::new(&self.config));
-        self.t0_s = now_s;
-        self.reported = Some(DriveState::Idle);
-        Ok(Connected {
-            signals: TelemetryFrame::SIGNALS.iter().map(|(n, u)| SignalSpec::new(n, u)).collect(),
-            params: SimDrive::param_specs(),
-        })
-    }
-
-    fn disconnect(&mut self) {
-        if let Some(d) = &mut self.drive {
-            d.disable();
-        }
-        self.drive = None;
-        self.reported = None;
-    }
-
-    fn command(&mut self, cmd: &Command, _now_s: f64, events: &mut Vec<Event>) -> Result<(), String> {
-        let drive = self.drive()?;
-        match cmd {
-            Command::Connect | Command::Disconnect => {}
-            Command::Enable => drive.enable().map_err(|e| e.to_string())?,
-            Command::Disable => drive.disable(),
-            Command::EStop => drive.estop(),
-            Command::ResetFaults => drive.reset_faults(),
-            Command::SetMode(mode) => drive.set_mode(*mode),
-            Command::SetSetpoint(value) => drive.set_setpoint(*value),
-            Command::ReadParam(key) => {
-                let value = drive.read_param(key).map_err(|e| e.to_string())?;
-                events.push(Event::ParamValue { key: key.clone(), value });
-            }
-            Command::WriteParam(key, value) => {
-                drive.write_param(key, *value).map_err(|e| e.to_string())?;
-                let value = drive.read_param(key).map_err(|e| e.to_string())?;
-                events.push(Event::ParamValue { key: key.clone(), value });
-            }
-            Command::ReadAllParams => {
-                for spec in SimDrive::param_specs() {
-                    if let Ok(value) = drive.read_param(&spec.key) {
-                        events.push(Event::ParamValue { key: spec.key, value });
-                    }
-                }
-            }
-        }
-        if matches!(cmd, Command::SetMode(_) | Command::SetSetpoint(_) | Command::ReadAllParams) {
-            self.report_mode(events);
-        }
-        self.report_state(events);
-        Ok(())
-    }
-
-    fn poll(&mut self, now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>) -> Result<(), String> {
+    /// Runs the simulation up to session time `now_s`, appending samples.
+    fn advance_to(&mut self, now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>) {
         let t0_s = self.t0_s;
-        let Some(drive) = self.drive.as_mut() else { return Ok(()) };
+        let Some(drive) = self.drive.as_mut() else { return };
         let mut behind_s = now_s - t0_s - drive.time_s();
         if behind_s > MAX_CATCH_UP_S {
             let skipped = behind_s - MAX_CATCH_UP_S;
@@ -129,6 +93,75 @@ impl Backend for SimBackend {
                 }
             }
         }
+    }
+}
+
+impl Backend for SimBackend {
+    fn connect(&mut self, now_s: f64) -> Result<Connected, String> {
+        self.drive = Some(SimDrive::new(&self.config));
+        self.t0_s = now_s;
+        self.reported = Some(DriveState::Idle);
+        self.reported_mode = None;
+        self.pending.clear();
+        Ok(Connected {
+            signals: TelemetryFrame::SIGNALS.iter().map(|(n, u)| SignalSpec::new(n, u)).collect(),
+            params: SimDrive::param_specs(),
+        })
+    }
+
+    fn disconnect(&mut self) {
+        if let Some(d) = &mut self.drive {
+            d.disable();
+        }
+        self.drive = None;
+        self.reported = None;
+    }
+
+    fn command(&mut self, cmd: &Command, now_s: f64, events: &mut Vec<Event>) -> Result<(), String> {
+        // Apply the command at the time it was given, not at the last poll: the simulation
+        // catches up first (those samples go out with the next poll).
+        let mut pending = std::mem::take(&mut self.pending);
+        self.advance_to(now_s, &mut pending, events);
+        self.pending = pending;
+        let drive = self.drive()?;
+        match cmd {
+            Command::Connect | Command::Disconnect => {}
+            Command::Enable => drive.enable().map_err(|e| e.to_string())?,
+            Command::Disable => drive.disable(),
+            Command::EStop => drive.estop(),
+            Command::ResetFaults => drive.reset_faults(),
+            Command::SetMode(mode) => drive.set_mode(*mode),
+            Command::SetSetpoint(value) => drive.set_setpoint(*value),
+            Command::ReadParam(key) => {
+                let value = drive.read_param(key).map_err(|e| e.to_string())?;
+                events.push(Event::ParamValue { key: key.clone(), value });
+            }
+            Command::WriteParam(key, value) => {
+                drive.write_param(key, *value).map_err(|e| e.to_string())?;
+                let value = drive.read_param(key).map_err(|e| e.to_string())?;
+                events.push(Event::ParamWritten { key: key.clone(), value });
+            }
+            Command::ReadAllParams => {
+                for spec in SimDrive::param_specs() {
+                    if let Ok(value) = drive.read_param(&spec.key) {
+                        events.push(Event::ParamValue { key: spec.key, value });
+                    }
+                }
+            }
+        }
+        if *cmd == Command::ReadAllParams {
+            // An explicit read: report even if unchanged.
+            self.reported_mode = None;
+        }
+        self.report_mode(events);
+        self.report_state(events);
+        Ok(())
+    }
+
+    fn poll(&mut self, now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>) -> Result<(), String> {
+        samples.append(&mut self.pending);
+        self.advance_to(now_s, samples, events);
+        self.report_mode(events);
         self.report_state(events);
         Ok(())
     }

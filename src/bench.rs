@@ -2,7 +2,7 @@
 //! latest state, catalogue and telemetry store, and the limit checks every command passes
 //! before it is queued for the drive.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use crossbeam_channel::TryRecvError;
@@ -29,6 +29,8 @@ pub enum CommandError {
     Send(#[from] SendError),
     #[error("the drive is not connected")]
     NotConnected,
+    #[error("refused: {0}")]
+    Envelope(String),
 }
 
 /// Samples per second of a drive, measured on the sample timestamps.
@@ -72,7 +74,6 @@ pub struct DriveRuntime {
     pub rate: RateMeter,
     /// Refusals, failures and log lines, newest last, with session time.
     pub messages: VecDeque<(f64, String)>,
-    pending_writes: BTreeSet<String>,
     capacity: usize,
     clock: Clock,
 }
@@ -93,7 +94,6 @@ impl DriveRuntime {
             dropped: 0,
             rate: RateMeter::default(),
             messages: VecDeque::new(),
-            pending_writes: BTreeSet::new(),
             capacity,
             clock,
         }
@@ -165,14 +165,16 @@ impl DriveRuntime {
                     self.param_spec(key).ok_or_else(|| LimitError::UnknownParam { key: key.clone() })?;
                 self.config.limits.check_param(spec, *value)?;
             }
+            Command::Enable => {
+                if let Some(why) = self.envelope_violation() {
+                    return Err(CommandError::Envelope(why));
+                }
+            }
             _ => {}
         }
         let worker = self.worker.as_ref().ok_or(CommandError::NotConnected)?;
         worker.send(cmd.clone())?;
         match cmd {
-            Command::WriteParam(key, _) => {
-                self.pending_writes.insert(key);
-            }
             Command::SetMode(mode) => {
                 self.mode = mode;
                 self.config.mode = mode;
@@ -183,10 +185,14 @@ impl DriveRuntime {
         Ok(())
     }
 
-    /// E-stop through the worker's priority path.
+    /// E-stop through the worker's priority path. The drive drops its setpoint to a safe
+    /// value (and reports it); the local copy follows at once so that nothing builds on it.
     pub fn estop(&mut self) {
         if let Some(w) = &self.worker {
             w.estop();
+            if self.mode != ControlMode::Position {
+                self.setpoint = 0.0;
+            }
         }
     }
 
@@ -250,9 +256,13 @@ impl DriveRuntime {
                 sink(&self.config.name, &self.signals, &samples);
             }
             Event::ParamValue { key, value } => {
-                if self.pending_writes.remove(&key) {
-                    self.config.params.insert(key.clone(), value);
-                }
+                self.enforce_envelope(&key, value, now_s);
+                self.values.insert(key, value);
+            }
+            Event::ParamWritten { key, value } => {
+                // Only accepted writes become part of the project.
+                self.config.params.insert(key.clone(), value);
+                self.enforce_envelope(&key, value, now_s);
                 self.values.insert(key, value);
             }
             Event::Mode { mode, setpoint } => {
@@ -263,6 +273,41 @@ impl DriveRuntime {
             Event::Dropped(n) => self.dropped = n,
             Event::Log(text) => self.note(now_s, text),
         }
+    }
+
+    /// A drive whose own current or speed limit is above the project envelope would let the
+    /// motor exceed the envelope without any setpoint doing so: lower the drive's limit to the
+    /// envelope. Until the drive confirms, Enable is refused (see `envelope_violation`).
+    fn enforce_envelope(&mut self, key: &str, value: f64, now_s: f64) {
+        let Some(spec) = self.param_spec(key) else { return };
+        let Some(ceiling) = self.config.limits.ceiling_for(spec) else { return };
+        if value <= ceiling || spec.read_only || !self.is_running() {
+            return;
+        }
+        let unit = spec.unit.clone();
+        let lowered = ceiling.max(spec.min);
+        self.note(
+            now_s,
+            format!("the drive's {key} = {value} {unit} is above the project limit; lowering it to {lowered} {unit}"),
+        );
+        let key = key.to_owned();
+        if let Err(e) = self.send(Command::WriteParam(key.clone(), lowered)) {
+            self.note(now_s, format!("cannot lower {key}: {e}"));
+        }
+    }
+
+    /// A drive-side limit known to be above the project envelope, if any.
+    pub fn envelope_violation(&self) -> Option<String> {
+        self.catalogue.iter().find_map(|spec| {
+            let ceiling = self.config.limits.ceiling_for(spec)?;
+            let value = *self.values.get(&spec.key)?;
+            (value > ceiling).then(|| {
+                format!(
+                    "the drive's {} = {value} {} exceeds the project limit {ceiling}",
+                    spec.key, spec.unit
+                )
+            })
+        })
     }
 
     /// Restores the project's mode and parameters once the drive is up.
@@ -432,12 +477,59 @@ mod tests {
     }
 
     #[test]
+    fn drive_limits_above_the_project_envelope_are_lowered_before_enable() {
+        let mut project = Project::demo();
+        project.drives[0].limits.max_current_a = 3.0;
+        project.drives[0].limits.max_speed_rpm = 1500.0;
+        let mut bench = Bench::new(&project, None);
+        bench.connect(0);
+        pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        // The simulated drive starts with 7.5 A and 4000 rpm: Enable waits until it agrees.
+        pump_until(&mut bench, "limits lowered", |b| {
+            b.drives[0].values.get("current_limit_a") == Some(&3.0)
+                && b.drives[0].values.get("speed_limit_rpm") == Some(&1500.0)
+        });
+        assert!(bench.drives[0].envelope_violation().is_none());
+        assert!(bench.drives[0].messages.iter().any(|(_, m)| m.contains("lowering it to 3")));
+        bench.drives[0].send(Command::Enable).unwrap();
+        // Without the lowering, a violation refuses Enable.
+        bench.drives[0].values.insert("current_limit_a".into(), 7.5);
+        let err = bench.drives[0].send(Command::Enable).unwrap_err();
+        assert!(matches!(err, CommandError::Envelope(_)), "{err}");
+    }
+
+    #[test]
+    fn estop_zeroes_the_setpoint_everywhere() {
+        let mut bench = Bench::new(&Project::demo(), None);
+        bench.connect(0);
+        pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        let d = &mut bench.drives[0];
+        d.send(Command::SetMode(ControlMode::Speed)).unwrap();
+        d.send(Command::Enable).unwrap();
+        d.send(Command::SetSetpoint(3000.0)).unwrap();
+        pump_until(&mut bench, "running", |b| {
+            b.drives[0].state == DriveState::Enabled
+                && b.drives[0].series("speed_rpm").and_then(|s| s.last()).is_some_and(|(_, v)| v > 2000.0)
+        });
+        bench.estop_all();
+        assert_eq!(bench.drives[0].setpoint, 0.0, "the local setpoint follows at once");
+        // Pretend the local copy were stale: the drive's own report must correct it.
+        bench.drives[0].setpoint = 3000.0;
+        pump_until(&mut bench, "the drive reports its zeroed setpoint", |b| {
+            b.drives[0].state == DriveState::Idle && b.drives[0].setpoint == 0.0
+        });
+    }
+
+    #[test]
     fn project_params_are_written_on_connect_and_user_writes_are_kept() {
         let mut project = Project::demo();
         project.drives[0].params.insert("speed_kp".into(), 0.0123);
         let mut bench = Bench::new(&project, None);
         bench.connect(0);
         pump_until(&mut bench, "param restore", |b| b.drives[0].values.get("speed_kp") == Some(&0.0123));
+        // The drive's old value, read on connect, must not replace the project's own.
+        bench.pump(Duration::from_millis(50), &mut |_, _, _| {});
+        assert_eq!(bench.to_project(&project).drives[0].params.get("speed_kp"), Some(&0.0123));
         bench.drives[0].send(Command::WriteParam("speed_ki".into(), 0.1)).unwrap();
         pump_until(&mut bench, "param write", |b| b.drives[0].config.params.get("speed_ki") == Some(&0.1));
         let saved = bench.to_project(&project);

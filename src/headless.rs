@@ -83,7 +83,12 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
         bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
             early.push((name.to_owned(), s.to_vec()));
         });
-        if bench.drives.iter().all(|d| d.state.is_connected() && !d.signals.is_empty()) {
+        // Connected, announced, and any drive-side limit above the project envelope lowered.
+        if bench
+            .drives
+            .iter()
+            .all(|d| d.state.is_connected() && !d.signals.is_empty() && d.envelope_violation().is_none())
+        {
             break;
         }
         if Instant::now() >= deadline {
@@ -119,6 +124,10 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
         });
         std::thread::sleep(Duration::from_millis(5));
     }
+    if let Err(e) = recorder.write_all() {
+        write_error.get_or_insert(e);
+    }
+    let late_rows = recorder.late_rows();
     let summaries: Vec<DriveSummary> = bench
         .drives
         .iter()
@@ -146,6 +155,9 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             _ => None,
         })
         .collect();
+    if late_rows > 0 {
+        eprintln!("note: {late_rows} rows of a drive that stalled were written after newer rows");
+    }
     if !problems.is_empty() {
         return Err(HeadlessError::Failed(problems.join("\n")));
     }

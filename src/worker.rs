@@ -17,6 +17,8 @@ use crate::drive::{Command, DriveState, Event, ParamSpec, Sample, SignalSpec};
 pub const COMMAND_CAPACITY: usize = 64;
 /// Event batches waiting for the UI: ~10 s of telemetry at the default poll rate.
 pub const EVENT_CAPACITY: usize = 1024;
+/// Control events kept while the consumer is not reading (beyond this the oldest go).
+const MAX_PENDING_CONTROL: usize = 4096;
 /// The least time between two repaint requests from one worker.
 const REPAINT_INTERVAL: Duration = Duration::from_millis(15);
 
@@ -102,6 +104,7 @@ impl Worker {
             repaint,
             last_repaint: None,
             connected: false,
+            control: Default::default(),
         };
         let spawned = std::thread::Builder::new().name(format!("drive-{name}")).spawn(move || state.run());
         let join = match spawned {
@@ -177,6 +180,8 @@ struct WorkerLoop {
     repaint: Option<RepaintFn>,
     last_repaint: Option<Instant>,
     connected: bool,
+    /// Control events waiting for room in the event queue, oldest first.
+    control: std::collections::VecDeque<Event>,
 }
 
 impl WorkerLoop {
@@ -203,12 +208,18 @@ impl WorkerLoop {
         let mut reported_drops = 0;
         loop {
             if self.estop.swap(false, Ordering::SeqCst) {
-                self.emergency_stop(&mut events)?;
+                self.emergency_stop(None, &mut events)?;
                 self.flush(&mut samples, &mut events);
             }
             match self.commands.recv_deadline(next_poll) {
                 Ok(cmd) => {
-                    self.handle(cmd, &mut events)?;
+                    if self.estop.swap(false, Ordering::SeqCst) {
+                        // E-STOP was pressed while this command waited: it belongs to what
+                        // was queued before the stop.
+                        self.emergency_stop(Some(cmd), &mut events)?;
+                    } else {
+                        self.handle(cmd, &mut events)?;
+                    }
                     self.flush(&mut samples, &mut events);
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -246,12 +257,14 @@ impl WorkerLoop {
     /// Stops the drive before anything else, and throws away what was queued before the stop
     /// (an Enable or a setpoint sent just before E-STOP must not run after it). Connection
     /// changes still go through.
-    fn emergency_stop(&mut self, events: &mut Vec<Event>) -> Result<(), String> {
+    fn emergency_stop(&mut self, taken: Option<Command>, events: &mut Vec<Event>) -> Result<(), String> {
         if self.connected {
             self.backend.command(&Command::EStop, self.clock.now_s(), events)?;
         }
         let mut discarded = 0;
-        while let Ok(cmd) = self.commands.try_recv() {
+        let queued = std::iter::from_fn(|| self.commands.try_recv().ok());
+        let before_stop: Vec<Command> = taken.into_iter().chain(queued).collect();
+        for cmd in before_stop {
             match cmd {
                 Command::Connect | Command::Disconnect => self.handle(cmd, events)?,
                 Command::EStop => {}
@@ -305,23 +318,40 @@ impl WorkerLoop {
         Ok(())
     }
 
-    /// Sends what accumulated. Samples are dropped (and counted) if the consumer is behind;
-    /// other events wait briefly, since a lost state change would mislead the user.
+    /// Sends what accumulated without ever blocking. Control events (states, faults,
+    /// parameter values) are never lost: if the consumer is behind they wait in order and go
+    /// out first once there is room. Samples are dropped and counted instead.
     fn flush(&mut self, samples: &mut Vec<Sample>, events: &mut Vec<Event>) {
         let mut sent = false;
         for ev in events.drain(..) {
-            if self.events.send_timeout(ev, Duration::from_millis(50)).is_ok() {
-                sent = true;
+            if let Event::Dropped(_) = ev {
+                // Only the newest count matters.
+                self.control.retain(|e| !matches!(e, Event::Dropped(_)));
+            }
+            self.control.push_back(ev);
+        }
+        if self.control.len() > MAX_PENDING_CONTROL {
+            // Only a consumer gone for a very long time gets here; keep the newest.
+            let excess = self.control.len() - MAX_PENDING_CONTROL;
+            self.control.drain(..excess);
+        }
+        while let Some(ev) = self.control.pop_front() {
+            match self.events.try_send(ev) {
+                Ok(()) => sent = true,
+                Err(e) => {
+                    self.control.push_front(e.into_inner());
+                    break;
+                }
             }
         }
         if !samples.is_empty() {
             let batch = std::mem::replace(samples, Vec::with_capacity(samples.capacity()));
             let n = batch.len() as u64;
-            match self.events.try_send(Event::Samples(batch)) {
-                Ok(()) => sent = true,
-                Err(_) => {
-                    self.dropped.fetch_add(n, Ordering::Relaxed);
-                }
+            // Samples never overtake waiting control events.
+            if self.control.is_empty() && self.events.try_send(Event::Samples(batch)).is_ok() {
+                sent = true;
+            } else {
+                self.dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
         if sent {
@@ -522,5 +552,51 @@ mod tests {
         // The queued setpoints were thrown away, not run after the stop.
         std::thread::sleep(Duration::from_millis(200));
         assert!(handled_total.load(Ordering::SeqCst) < 10, "queued setpoints ran after the stop");
+    }
+
+    /// Floods samples and, once the queue has long been full, reports a fault.
+    struct FloodThenFault(u64);
+
+    impl Backend for FloodThenFault {
+        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
+            Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
+        }
+        fn disconnect(&mut self) {}
+        fn command(&mut self, _cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
+            Ok(())
+        }
+        fn poll(
+            &mut self,
+            now_s: f64,
+            samples: &mut Vec<Sample>,
+            events: &mut Vec<Event>,
+        ) -> Result<(), String> {
+            self.0 += 1;
+            samples.push(Sample { t_s: now_s, signal: 0, value: 1.0 });
+            if self.0 == 3 * EVENT_CAPACITY as u64 {
+                events.push(Event::State(DriveState::Fault("over-temperature".into())));
+            }
+            Ok(())
+        }
+        fn poll_interval(&self) -> Duration {
+            Duration::from_micros(200)
+        }
+    }
+
+    #[test]
+    fn a_fault_is_not_lost_while_the_consumer_is_behind() {
+        let w = Worker::spawn("behind", Box::new(FloodThenFault(0)), Clock::new(), None);
+        w.send(Command::Connect).unwrap();
+        // Nobody reads until well after the fault was raised behind a full queue.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while w.dropped() < 3 * EVENT_CAPACITY as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(w.dropped() >= 3 * EVENT_CAPACITY as u64 - EVENT_CAPACITY as u64, "dropped {}", w.dropped());
+        assert!(
+            wait_for(&w, |e| matches!(e, Event::State(DriveState::Fault(t)) if t == "over-temperature")),
+            "the fault never arrived"
+        );
+        w.shutdown();
     }
 }

@@ -69,6 +69,39 @@ fn two_named_drives_get_their_own_columns() {
     assert!(headers.contains(&"drive2.current_a".to_owned()), "{headers:?}");
     assert!(!column(&csv_path, "left.temperature_c").is_empty());
     assert!(!column(&csv_path, "drive2.temperature_c").is_empty());
+    // Two drives deliver independently; the rows still run forward in time.
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let times: Vec<f64> = reader.records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "rows are not in time order");
+}
+
+#[test]
+fn the_project_envelope_bounds_the_motor_not_only_the_setpoint() {
+    // A project allowing 3 A and 1500 rpm on a drive whose own limits are 7.5 A and 4000 rpm.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo.ron")).unwrap();
+    text = text.replacen("max_current_a: 8.0", "max_current_a: 3.0", 1).replacen(
+        "max_speed_rpm: 4000.0",
+        "max_speed_rpm: 1500.0",
+        1,
+    );
+    let project = dir.path().join("tight.ron");
+    std::fs::write(&project, text).unwrap();
+    let csv_path = dir.path().join("tight.csv");
+    let out = drivebench()
+        .arg("record")
+        .arg(&project)
+        .args(["--seconds", "1", "--enable", "--mode", "current", "--setpoint", "2.5", "--csv"])
+        .arg(&csv_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    // 2.5 A accelerates the unloaded motor until the drive's (lowered) speed limit holds it.
+    let speed = column(&csv_path, "left.speed_rpm");
+    let top = speed.iter().map(|(_, v)| *v).fold(f64::MIN, f64::max);
+    assert!(top > 1000.0, "the motor never ran ({top} rpm)");
+    assert!(top <= 1500.0 + 10.0, "speed reached {top} rpm with a 1500 rpm project limit");
 }
 
 #[test]

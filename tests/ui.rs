@@ -97,6 +97,11 @@ fn estop_button_and_key_disable_every_drive() {
 
     h.get_by_label("E-STOP").click();
     step_until(&mut h, "all stopped by the button", all_idle);
+    // The setpoints went to zero with the stop: re-enabling must not resume the old speed.
+    step_until(&mut h, "setpoints reported as zero", |a| a.bench.drives.iter().all(|d| d.setpoint == 0.0));
+    h.run_steps(2);
+    let text = h.get_by_role_and_label(Role::TextInput, "Setpoint:").value();
+    assert_eq!(text.as_deref(), Some("0"), "the setpoint field still shows the old value");
 
     for d in &mut h.state_mut().bench.drives {
         d.send(drivebench::drive::Command::Enable).unwrap();
@@ -138,7 +143,7 @@ fn save_then_load_through_the_menu_code_and_broken_files_leave_the_bench_alone()
     let mut h = harness(demo_app());
     step_until(&mut h, "demo drives connected", all_idle);
     h.state_mut().plots.window_s = 4.5;
-    h.state_mut().bench.drives[1].config.limits.max_speed_rpm = 2500.0;
+    h.state_mut().bench.drives[1].config.limits.max_speed_rpm = 3500.0;
     assert!(h.state_mut().save_to(&path));
     let saved = h.state().current_project();
 

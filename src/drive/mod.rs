@@ -186,7 +186,7 @@ pub enum LimitError {
 /// The project's safety envelope for one drive. Every setpoint and parameter write is
 /// checked against it before it is sent to the drive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest current setpoint magnitude, and the ceiling for current-limit parameters.
     pub max_current_a: f64,
@@ -232,14 +232,19 @@ impl Limits {
 
     /// Checks a parameter write against its catalogue entry and against the project
     /// limits: a parameter whose unit is a current or a speed may not exceed them.
-    pub fn check_param(&self, spec: &ParamSpec, value: f64) -> Result<(), LimitError> {
-        spec.check(value)?;
-        let ceiling = match (spec.unit.as_str(), spec.key.contains("limit")) {
+    /// The project ceiling for a drive-side limit parameter: a current limit may not exceed
+    /// `max_current_a`, a speed limit `max_speed_rpm`. Other parameters have none.
+    pub fn ceiling_for(&self, spec: &ParamSpec) -> Option<f64> {
+        match (spec.unit.as_str(), spec.key.contains("limit")) {
             ("A", true) => Some(self.max_current_a),
             ("rpm", true) => Some(self.max_speed_rpm),
             _ => None,
-        };
-        if let Some(ceiling) = ceiling
+        }
+    }
+
+    pub fn check_param(&self, spec: &ParamSpec, value: f64) -> Result<(), LimitError> {
+        spec.check(value)?;
+        if let Some(ceiling) = self.ceiling_for(spec)
             && value.abs() > ceiling
         {
             return Err(LimitError::OutOfRange {
@@ -263,8 +268,13 @@ pub enum Event {
     /// The parameter catalogue. Sent on connect.
     Params(Vec<ParamSpec>),
     Samples(Vec<Sample>),
-    /// A parameter's value, after a read or a successful write.
+    /// A parameter's value as read from the drive.
     ParamValue {
+        key: String,
+        value: f64,
+    },
+    /// A write the drive accepted, with the value it now holds (it may have rounded it).
+    ParamWritten {
         key: String,
         value: f64,
     },

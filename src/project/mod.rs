@@ -23,7 +23,7 @@ pub const MAX_PROJECT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The bench description. Runtime state (threads, channels, telemetry) lives elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Project {
     pub version: u32,
     pub drives: Vec<DriveConfig>,
@@ -44,7 +44,7 @@ impl Default for Project {
 
 /// One drive on the bench.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DriveConfig {
     pub name: String,
     pub connection: Connection,
@@ -84,7 +84,7 @@ impl Connection {
 
 /// What the plots show.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PlotLayout {
     /// Width of the follow window in seconds.
     pub window_s: f64,
@@ -117,7 +117,7 @@ impl Default for PlotLayout {
 
 /// One plot of the stack: which signals of every drive it draws.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PlotConfig {
     pub title: String,
     pub unit: String,
@@ -132,7 +132,7 @@ impl Default for PlotConfig {
 
 /// How much telemetry the live store keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct History {
     /// Raw samples kept per signal (e.g. 300 000 = 5 min at 1 kHz).
     pub samples_per_signal: usize,
@@ -400,6 +400,15 @@ mod tests {
         let mut p = Project::demo();
         p.drives[0].limits.max_current_a = -1.0;
         assert!(Project::from_ron(&p.to_ron().unwrap(), Path::new("x.ron")).is_err());
+    }
+
+    #[test]
+    fn a_misspelt_field_is_an_error_not_a_silent_default() {
+        let mut text = Project::demo().to_ron().unwrap();
+        text = text.replacen("max_current_a", "max_curent_a", 1);
+        let err = Project::from_ron(&text, Path::new("typo.ron")).unwrap_err();
+        assert!(err.position().is_some(), "{err}");
+        assert!(err.to_string().contains("max_curent_a"), "{err}");
     }
 
     #[test]

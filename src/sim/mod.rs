@@ -49,7 +49,7 @@ const OVERSPEED_TAPER: f64 = 0.05;
 
 /// Everything that defines one simulated drive and motor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
     pub motor: MotorParams,
     pub drive: DriveParams,

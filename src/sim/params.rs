@@ -17,7 +17,7 @@ pub(super) const RESISTANCE_REFERENCE_C: f64 = 25.0;
 /// resistance, one inductance and a back-EMF proportional to speed. In SI units the torque
 /// constant and the back-EMF constant are the same number, so only one is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MotorParams {
     /// Winding resistance at 25 °C.
     pub resistance_ohm: f64,
@@ -79,7 +79,7 @@ impl MotorParams {
 
 /// The drive: supply, loop gains, limits, fault thresholds and measurement noise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DriveParams {
     /// Open-circuit voltage of the supply feeding the DC bus.
     pub bus_voltage_v: f64,

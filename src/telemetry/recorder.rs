@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -39,6 +40,8 @@ struct DriveColumns {
     signals: Vec<SignalSpec>,
     /// Newest sample time seen; rows older than every drive's newest time are final.
     newest_s: f64,
+    /// When this drive last delivered data (wall clock).
+    heard: Instant,
     rows: u64,
 }
 
@@ -51,8 +54,13 @@ pub struct CsvRecorder<W: Write> {
     pending: BTreeMap<(TimeKey, usize), Vec<Option<f64>>>,
     header_written: bool,
     rows_written: u64,
-    /// A drive with no new data for this long no longer holds back the others.
-    stall_s: f64,
+    /// A drive silent for this long (wall clock) no longer holds back the others.
+    stall: Duration,
+    /// Time of the newest row written.
+    last_written_s: f64,
+    /// Rows that arrived after newer rows had been written (a drive that stalled, then
+    /// delivered its backlog): written anyway, out of order, and counted.
+    late_rows: u64,
 }
 
 impl<W: Write> CsvRecorder<W> {
@@ -66,6 +74,7 @@ impl<W: Write> CsvRecorder<W> {
                 first_column: width,
                 signals: signals.clone(),
                 newest_s: f64::NEG_INFINITY,
+                heard: Instant::now(),
                 rows: 0,
             });
             width += signals.len();
@@ -77,7 +86,9 @@ impl<W: Write> CsvRecorder<W> {
             pending: BTreeMap::new(),
             header_written: false,
             rows_written: 0,
-            stall_s: 0.5,
+            stall: Duration::from_secs(2),
+            last_written_s: f64::NEG_INFINITY,
+            late_rows: 0,
         }
     }
 
@@ -96,6 +107,21 @@ impl<W: Write> CsvRecorder<W> {
 
     pub fn rows_written(&self) -> u64 {
         self.rows_written
+    }
+
+    /// Rows written out of time order because their drive had stalled.
+    pub fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
+    /// Writes every buffered row now, whatever the drives may still send.
+    pub fn write_all(&mut self) -> Result<(), RecordError> {
+        self.flush_ready(true)
+    }
+
+    #[cfg(test)]
+    fn set_stall(&mut self, stall: Duration) {
+        self.stall = stall;
     }
 
     /// Adds a batch from one drive; samples with the same time form one row.
@@ -118,17 +144,20 @@ impl<W: Write> CsvRecorder<W> {
                 d.newest_s = s.t_s;
             }
         }
+        if !samples.is_empty() {
+            self.drives[index].heard = Instant::now();
+        }
         self.flush_ready(false)
     }
 
     /// Writes every pending row that no drive can still precede.
     fn flush_ready(&mut self, all: bool) -> Result<(), RecordError> {
-        let newest = self.drives.iter().map(|d| d.newest_s).fold(f64::NEG_INFINITY, f64::max);
+        let stall = self.stall;
         let watermark = self
             .drives
             .iter()
+            .filter(|d| d.heard.elapsed() < stall)
             .map(|d| d.newest_s)
-            .filter(|t| *t >= newest - self.stall_s)
             .fold(f64::INFINITY, f64::min);
         self.write_header()?;
         let mut line = vec![String::new(); self.width + 1];
@@ -138,6 +167,10 @@ impl<W: Write> CsvRecorder<W> {
                 break;
             }
             let values = entry.remove();
+            if key.seconds() < self.last_written_s {
+                self.late_rows += 1;
+            }
+            self.last_written_s = self.last_written_s.max(key.seconds());
             line.iter_mut().for_each(String::clear);
             line[0] = format!("{:.6}", key.seconds());
             let first = self.drives[index].first_column + 1;
@@ -197,19 +230,39 @@ mod tests {
         // Rows older than every drive's newest sample are final; the rest wait for reordering.
         assert_eq!(rec.rows_of("a"), Some(1));
         assert_eq!(rec.rows_of("b"), Some(1));
+        assert_eq!(rec.late_rows(), 0);
         let text = String::from_utf8(rec.finish().unwrap()).unwrap();
         assert_eq!(text, "time_s,a.x,a.y,b.z\n0.000000,1,2,\n0.001000,,,9.5\n0.002000,3,4,\n0.003000,,,9\n");
     }
 
     #[test]
-    fn a_silent_drive_does_not_hold_back_the_others_forever() {
+    fn nothing_is_written_before_every_drive_has_reported_past_it() {
         let drives = vec![("a".to_owned(), specs(&["x"])), ("b".to_owned(), specs(&["z"]))];
         let mut rec = CsvRecorder::new(Vec::new(), &drives);
-        rec.add("b", &frame(0.0, &[1.0])).unwrap();
-        for i in 0..2000 {
+        for i in 0..100 {
             rec.add("a", &frame(i as f64 * 0.001, &[i as f64])).unwrap();
         }
-        assert!(rec.rows_of("a").unwrap() > 1000);
+        assert_eq!(rec.rows_written(), 0, "drive b has not reported yet: a's rows must wait");
+        rec.add("b", &frame(0.05, &[1.0])).unwrap();
+        assert_eq!(rec.rows_of("a"), Some(50));
+    }
+
+    #[test]
+    fn a_silent_drive_stops_holding_back_the_others_and_its_backlog_is_kept() {
+        let drives = vec![("a".to_owned(), specs(&["x"])), ("b".to_owned(), specs(&["z"]))];
+        let mut rec = CsvRecorder::new(Vec::new(), &drives);
+        rec.set_stall(Duration::from_millis(30));
+        rec.add("b", &frame(0.0, &[1.0])).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        for i in 0..200 {
+            rec.add("a", &frame(i as f64 * 0.001, &[i as f64])).unwrap();
+        }
+        assert!(rec.rows_of("a").unwrap() > 100, "a stalled drive must not hold back the others");
+        // The stalled drive's backlog arrives: nothing is lost, the late rows are counted.
+        rec.add("b", &frame(0.010, &[2.0])).unwrap();
+        rec.write_all().unwrap();
+        assert_eq!(rec.rows_of("b"), Some(2));
+        assert_eq!(rec.late_rows(), 1);
         assert!(rec.add("c", &frame(0.0, &[1.0])).is_err());
     }
 }

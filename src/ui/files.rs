@@ -66,8 +66,9 @@ impl FileDialogs {
         self.open = true;
         let tx = self.tx.clone();
         let spawned = std::thread::Builder::new().name("file-dialog".into()).spawn(move || {
-            // A cancelled dialog sends `None`, which re-arms the dialogs.
-            let _ = tx.send(dialog());
+            // A cancelled (or crashed) dialog sends `None`, which re-arms the dialogs.
+            let chosen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(dialog)).ok().flatten();
+            let _ = tx.send(chosen);
         });
         if spawned.is_err() {
             self.open = false;

@@ -133,11 +133,15 @@ impl PlotsPanel {
                     Some(format!("{name}\nt = {:.4} s\n{:.4} {unit}", p.x, p.y))
                 })
                 .show(ui, |pui| {
-                    if follow {
+                    // plot_bounds() is last frame's view: when following, query the window
+                    // being set now, so the newest samples count for drawing and y-scaling.
+                    let (t0, t1) = if follow {
                         pui.set_plot_bounds_x((now_s - window_s)..=now_s);
-                    }
-                    let bounds = pui.plot_bounds();
-                    let (t0, t1) = (bounds.min()[0], bounds.max()[0]);
+                        (now_s - window_s, now_s)
+                    } else {
+                        let bounds = pui.plot_bounds();
+                        (bounds.min()[0], bounds.max()[0])
+                    };
                     let mut y_range: Option<(f64, f64)> = None;
                     let mut readout = Vec::new();
                     let pointer_t = pui.pointer_coordinate().map(|p| p.x);
