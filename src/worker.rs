@@ -444,10 +444,10 @@ mod tests {
         w.shutdown();
     }
 
-    /// Produces samples as fast as it is polled and counts them.
-    struct Flood(Arc<AtomicU64>);
+    /// A backend whose polls are a closure, polled every 200 µs: for flooding the event queue.
+    struct Polled<F>(F);
 
-    impl Backend for Flood {
+    impl<F: FnMut(f64, &mut Vec<Sample>, &mut Vec<Event>) + Send> Backend for Polled<F> {
         fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
             Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
         }
@@ -459,12 +459,9 @@ mod tests {
             &mut self,
             now_s: f64,
             samples: &mut Vec<Sample>,
-            _events: &mut Vec<Event>,
+            events: &mut Vec<Event>,
         ) -> Result<(), String> {
-            for _ in 0..10 {
-                samples.push(Sample { t_s: now_s, signal: 0, value: 1.0 });
-            }
-            self.0.fetch_add(10, Ordering::SeqCst);
+            (self.0)(now_s, samples, events);
             Ok(())
         }
         fn poll_interval(&self) -> Duration {
@@ -475,9 +472,14 @@ mod tests {
     #[test]
     fn slow_consumer_loses_only_counted_samples() {
         let produced = Arc::new(AtomicU64::new(0));
-        let w = Worker::spawn("flood", Box::new(Flood(produced.clone())), Clock::new(), None);
+        let counter = produced.clone();
+        let flood = Polled(move |now_s: f64, samples: &mut Vec<Sample>, _: &mut Vec<Event>| {
+            samples.extend((0..10).map(|_| Sample { t_s: now_s, signal: 0, value: 1.0 }));
+            counter.fetch_add(10, Ordering::SeqCst);
+        });
+        let w = Worker::spawn("flood", Box::new(flood), Clock::new(), None);
         w.send(Command::Connect).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while w.dropped() == 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -554,45 +556,30 @@ mod tests {
         assert!(handled_total.load(Ordering::SeqCst) < 10, "queued setpoints ran after the stop");
     }
 
-    /// Floods samples and, once the queue has long been full, reports a fault.
-    struct FloodThenFault(u64);
-
-    impl Backend for FloodThenFault {
-        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
-            Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
-        }
-        fn disconnect(&mut self) {}
-        fn command(&mut self, _cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
-            Ok(())
-        }
-        fn poll(
-            &mut self,
-            now_s: f64,
-            samples: &mut Vec<Sample>,
-            events: &mut Vec<Event>,
-        ) -> Result<(), String> {
-            self.0 += 1;
-            samples.push(Sample { t_s: now_s, signal: 0, value: 1.0 });
-            if self.0 == 3 * EVENT_CAPACITY as u64 {
-                events.push(Event::State(DriveState::Fault("over-temperature".into())));
-            }
-            Ok(())
-        }
-        fn poll_interval(&self) -> Duration {
-            Duration::from_micros(200)
-        }
-    }
-
     #[test]
     fn a_fault_is_not_lost_while_the_consumer_is_behind() {
-        let w = Worker::spawn("behind", Box::new(FloodThenFault(0)), Clock::new(), None);
+        // Floods samples; raises a fault once the test says the queue is full.
+        let raise = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let raised = Arc::new(AtomicU64::new(0));
+        let (raise_in, raised_in) = (raise.clone(), raised.clone());
+        let backend = Polled(move |now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>| {
+            samples.push(Sample { t_s: now_s, signal: 0, value: 1.0 });
+            if raise_in.load(Ordering::SeqCst) && raised_in.fetch_add(1, Ordering::SeqCst) == 0 {
+                events.push(Event::State(DriveState::Fault("over-temperature".into())));
+            }
+        });
+        let w = Worker::spawn("behind", Box::new(backend), Clock::new(), None);
         w.send(Command::Connect).unwrap();
-        // Nobody reads until well after the fault was raised behind a full queue.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while w.dropped() < 3 * EVENT_CAPACITY as u64 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        // Nobody reads: wait for the queue to be full, raise the fault, let more samples drop.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while w.dropped() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(w.dropped() >= 3 * EVENT_CAPACITY as u64 - EVENT_CAPACITY as u64, "dropped {}", w.dropped());
+        raise.store(true, Ordering::SeqCst);
+        while (raised.load(Ordering::SeqCst) < 20 || w.dropped() < 20) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(raised.load(Ordering::SeqCst) >= 20, "the fault was raised behind a full queue");
         assert!(
             wait_for(&w, |e| matches!(e, Event::State(DriveState::Fault(t)) if t == "over-temperature")),
             "the fault never arrived"
