@@ -131,7 +131,16 @@ impl Backend for SimBackend {
             Command::EStop => drive.estop(),
             Command::ResetFaults => drive.reset_faults(),
             Command::SetMode(mode) => drive.set_mode(*mode),
-            Command::SetSetpoint(value) => drive.set_setpoint(*value),
+            Command::SetSetpoint(mode, value) => {
+                if drive.mode() != *mode {
+                    return Err(format!(
+                        "a {} setpoint is not applied: the drive is in {} mode",
+                        mode.label().to_lowercase(),
+                        drive.mode().label().to_lowercase()
+                    ));
+                }
+                drive.set_setpoint(*value);
+            }
             Command::ReadParam(key) => {
                 let value = drive.read_param(key).map_err(|e| e.to_string())?;
                 events.push(Event::ParamValue { key: key.clone(), value });

@@ -159,7 +159,7 @@ impl DriveRuntime {
 
     fn check_and_send(&mut self, cmd: Command) -> Result<(), CommandError> {
         match &cmd {
-            Command::SetSetpoint(value) => self.config.limits.check_setpoint(self.mode, *value)?,
+            Command::SetSetpoint(mode, value) => self.config.limits.check_setpoint(*mode, *value)?,
             Command::WriteParam(key, value) => {
                 let spec =
                     self.param_spec(key).ok_or_else(|| LimitError::UnknownParam { key: key.clone() })?;
@@ -179,7 +179,7 @@ impl DriveRuntime {
                 self.mode = mode;
                 self.config.mode = mode;
             }
-            Command::SetSetpoint(value) => self.setpoint = value,
+            Command::SetSetpoint(mode, value) if mode == self.mode => self.setpoint = value,
             _ => {}
         }
         Ok(())
@@ -331,7 +331,9 @@ impl Drop for DriveRuntime {
 
 fn command_text(cmd: &Command) -> String {
     match cmd {
-        Command::SetSetpoint(v) => format!("setpoint {v}"),
+        Command::SetSetpoint(mode, v) => {
+            format!("{} setpoint {v} {}", mode.label().to_lowercase(), mode.unit())
+        }
         Command::WriteParam(k, v) => format!("write {k} = {v}"),
         other => format!("{other:?}").to_lowercase(),
     }
@@ -470,7 +472,7 @@ mod tests {
         pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
         let d = &mut bench.drives[0];
         d.send(Command::SetMode(ControlMode::Speed)).unwrap();
-        let err = d.send(Command::SetSetpoint(1e6)).unwrap_err();
+        let err = d.send(Command::SetSetpoint(ControlMode::Speed, 1e6)).unwrap_err();
         assert!(matches!(err, CommandError::Limit(LimitError::OutOfRange { .. })), "{err}");
         assert_eq!(d.setpoint, 0.0);
         assert!(d.last_message().unwrap().contains("outside"));
@@ -499,6 +501,26 @@ mod tests {
     }
 
     #[test]
+    fn a_setpoint_meant_for_another_mode_is_not_applied() {
+        let mut bench = Bench::new(&Project::demo(), None);
+        bench.connect(0);
+        pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        let d = &mut bench.drives[0];
+        d.send(Command::SetMode(ControlMode::Current)).unwrap();
+        // 3000 is fine as a speed but would be 3000 A in current mode: checked as a speed, it
+        // must not be applied by a drive that is in current mode.
+        d.send(Command::SetSetpoint(ControlMode::Speed, 3000.0)).unwrap();
+        pump_until(&mut bench, "refusal", |b| {
+            b.drives[0].messages.iter().any(|(_, m)| m.contains("current mode"))
+        });
+        bench.drives[0].send(Command::ReadAllParams).unwrap();
+        pump_until(&mut bench, "mode report", |b| b.drives[0].mode == ControlMode::Current);
+        assert_eq!(bench.drives[0].setpoint, 0.0);
+        let err = bench.drives[0].send(Command::SetSetpoint(ControlMode::Current, 3000.0)).unwrap_err();
+        assert!(matches!(err, CommandError::Limit(_)), "{err}");
+    }
+
+    #[test]
     fn estop_zeroes_the_setpoint_everywhere() {
         let mut bench = Bench::new(&Project::demo(), None);
         bench.connect(0);
@@ -506,7 +528,7 @@ mod tests {
         let d = &mut bench.drives[0];
         d.send(Command::SetMode(ControlMode::Speed)).unwrap();
         d.send(Command::Enable).unwrap();
-        d.send(Command::SetSetpoint(3000.0)).unwrap();
+        d.send(Command::SetSetpoint(ControlMode::Speed, 3000.0)).unwrap();
         pump_until(&mut bench, "running", |b| {
             b.drives[0].state == DriveState::Enabled
                 && b.drives[0].series("speed_rpm").and_then(|s| s.last()).is_some_and(|(_, v)| v > 2000.0)

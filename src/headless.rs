@@ -92,11 +92,19 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             break;
         }
         if Instant::now() >= deadline {
-            let d = bench.drives.iter().find(|d| !d.state.is_connected()).unwrap_or(&bench.drives[0]);
+            let d = bench
+                .drives
+                .iter()
+                .find(|d| !d.state.is_connected() || d.envelope_violation().is_some())
+                .unwrap_or(&bench.drives[0]);
+            let state = match d.envelope_violation() {
+                Some(why) if d.state.is_connected() => format!("{}; {why}", d.state.label()),
+                _ => d.state.label(),
+            };
             return Err(HeadlessError::ConnectTimeout {
                 drive: d.name().to_owned(),
                 timeout_s: CONNECT_TIMEOUT.as_secs(),
-                state: d.state.label(),
+                state,
             });
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -191,7 +199,10 @@ fn run_steps(
         if let Some(sp) = setpoint
             && elapsed >= opts.step_at_s
         {
-            send_all(bench, Command::SetSetpoint(sp))?;
+            for d in &mut bench.drives {
+                let cmd = Command::SetSetpoint(d.mode, sp);
+                d.send(cmd).map_err(|error| HeadlessError::Command { drive: d.name().to_owned(), error })?;
+            }
             setpoint = None;
         }
         bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {

@@ -505,7 +505,7 @@ mod tests {
         fn disconnect(&mut self) {}
         fn command(&mut self, cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
             match cmd {
-                Command::SetSetpoint(_) => {
+                Command::SetSetpoint(..) => {
                     self.1.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -532,7 +532,7 @@ mod tests {
         assert!(wait_for(&w, |e| *e == Event::State(DriveState::Idle)));
         // Fill the queue: at 20 ms each, working through it takes over a second.
         let mut queued = 0;
-        while w.send(Command::SetSetpoint(1.0)).is_ok() {
+        while w.send(Command::SetSetpoint(crate::drive::ControlMode::Speed, 1.0)).is_ok() {
             queued += 1;
         }
         assert!(queued >= COMMAND_CAPACITY - 1, "queued {queued}");

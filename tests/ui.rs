@@ -91,7 +91,7 @@ fn estop_button_and_key_disable_every_drive() {
     step_until(&mut h, "demo drives connected", all_idle);
     for d in &mut h.state_mut().bench.drives {
         d.send(drivebench::drive::Command::Enable).unwrap();
-        d.send(drivebench::drive::Command::SetSetpoint(500.0)).unwrap();
+        d.send(drivebench::drive::Command::SetSetpoint(ControlMode::Speed, 500.0)).unwrap();
     }
     step_until(&mut h, "all enabled", |a| a.bench.drives.iter().all(|d| d.state == DriveState::Enabled));
 

@@ -57,8 +57,9 @@ pub enum Command {
     EStop,
     ResetFaults,
     SetMode(ControlMode),
-    /// Setpoint in the unit of the active mode (A, rpm or rev).
-    SetSetpoint(f64),
+    /// A setpoint for the given mode, in its unit (A, rpm or rev). It was checked against that
+    /// mode's limits, so a drive in another mode refuses it.
+    SetSetpoint(ControlMode, f64),
     ReadParam(String),
     WriteParam(String, f64),
     /// Read every parameter in the catalogue.

@@ -231,7 +231,7 @@ impl BenchApp {
             let top = d.config.limits.max_speed_rpm.min(1500.0) * if i % 2 == 0 { 1.0 } else { -0.8 };
             let target = [0.0, top, 0.4 * top][stage];
             if d.setpoint != target && d.state == DriveState::Enabled {
-                let _ = d.send(Command::SetSetpoint(target));
+                let _ = d.send(Command::SetSetpoint(d.mode, target));
             }
         }
     }

@@ -91,7 +91,7 @@ impl ControlPanel {
             let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if ui.add_enabled(connected, egui::Button::new("Apply")).clicked() || entered {
                 match parse_number(&self.setpoint_text) {
-                    Ok(v) => self.send(drive, Command::SetSetpoint(v)),
+                    Ok(v) => self.send(drive, Command::SetSetpoint(drive.mode, v)),
                     Err(e) => self.error = Some(e),
                 }
             }
@@ -100,7 +100,7 @@ impl ControlPanel {
         let slider =
             egui::Slider::new(&mut slider_value, min..=max).suffix(format!(" {unit}")).text("slider");
         if ui.add_enabled(connected, slider).changed() {
-            self.send(drive, Command::SetSetpoint(slider_value));
+            self.send(drive, Command::SetSetpoint(drive.mode, slider_value));
             self.setpoint_text = format_value(slider_value);
         }
         ui.horizontal(|ui| {
@@ -114,13 +114,13 @@ impl ControlPanel {
                     .clicked()
                 {
                     let target = drive.setpoint + delta;
-                    self.send(drive, Command::SetSetpoint(target));
+                    self.send(drive, Command::SetSetpoint(drive.mode, target));
                     self.setpoint_text = format_value(drive.setpoint);
                 }
             }
             if ui.add_enabled(connected, egui::Button::new("0")).on_hover_text("Setpoint to zero").clicked() {
                 let target = if drive.mode == ControlMode::Position { drive.setpoint } else { 0.0 };
-                self.send(drive, Command::SetSetpoint(target));
+                self.send(drive, Command::SetSetpoint(drive.mode, target));
                 self.setpoint_text = format_value(drive.setpoint);
             }
             let label = ui.label("step");
