@@ -465,11 +465,17 @@ mod tests {
         panic!("timed out waiting for {what}");
     }
 
-    #[test]
-    fn out_of_range_setpoint_never_reaches_the_worker() {
+    /// The demo bench with its first drive connected and idle.
+    fn connected_demo_bench() -> Bench {
         let mut bench = Bench::new(&Project::demo(), None);
         bench.connect(0);
         pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        bench
+    }
+
+    #[test]
+    fn out_of_range_setpoint_never_reaches_the_worker() {
+        let mut bench = connected_demo_bench();
         let d = &mut bench.drives[0];
         d.send(Command::SetMode(ControlMode::Speed)).unwrap();
         let err = d.send(Command::SetSetpoint(ControlMode::Speed, 1e6)).unwrap_err();
@@ -502,9 +508,7 @@ mod tests {
 
     #[test]
     fn a_setpoint_meant_for_another_mode_is_not_applied() {
-        let mut bench = Bench::new(&Project::demo(), None);
-        bench.connect(0);
-        pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        let mut bench = connected_demo_bench();
         let d = &mut bench.drives[0];
         d.send(Command::SetMode(ControlMode::Current)).unwrap();
         // 3000 is fine as a speed but would be 3000 A in current mode: checked as a speed, it
@@ -522,9 +526,7 @@ mod tests {
 
     #[test]
     fn estop_zeroes_the_setpoint_everywhere() {
-        let mut bench = Bench::new(&Project::demo(), None);
-        bench.connect(0);
-        pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
+        let mut bench = connected_demo_bench();
         let d = &mut bench.drives[0];
         d.send(Command::SetMode(ControlMode::Speed)).unwrap();
         d.send(Command::Enable).unwrap();

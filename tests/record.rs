@@ -21,6 +21,13 @@ fn column(csv_path: &Path, name: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+fn assert_time_ordered(csv_path: &Path) {
+    let mut reader = csv::Reader::from_path(csv_path).unwrap();
+    let times: Vec<f64> = reader.records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert!(times.len() > 10, "only {} rows", times.len());
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "rows are not in time order");
+}
+
 #[test]
 fn speed_step_settles_and_current_stays_within_its_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,9 +54,7 @@ fn speed_step_settles_and_current_stays_within_its_limit() {
     assert!(peak <= 8.0, "current reached {peak} A, above the project's 8 A limit");
     assert!(peak <= 7.5 + 0.1, "current reached {peak} A, above the drive's 7.5 A limit plus noise");
     // Time runs forward row by row.
-    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
-    let times: Vec<f64> = reader.records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "rows are not in time order");
+    assert_time_ordered(&csv_path);
 }
 
 #[test]
@@ -70,9 +75,7 @@ fn two_named_drives_get_their_own_columns() {
     assert!(!column(&csv_path, "left.temperature_c").is_empty());
     assert!(!column(&csv_path, "drive2.temperature_c").is_empty());
     // Two drives deliver independently; the rows still run forward in time.
-    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
-    let times: Vec<f64> = reader.records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "rows are not in time order");
+    assert_time_ordered(&csv_path);
 }
 
 #[test]
