@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::bench::{Bench, CommandError};
+use crate::bench::{Bench, CommandError, DriveRuntime};
 use crate::drive::{Command, ControlMode, DriveState, Sample, SignalSpec};
 use crate::project::Project;
 use crate::telemetry::{CsvRecorder, RecordError};
@@ -178,18 +178,18 @@ fn run_steps(
     recorder: &mut CsvRecorder<BufWriter<File>>,
     write_error: &mut Option<RecordError>,
 ) -> Result<(), HeadlessError> {
-    let send_all = |bench: &mut Bench, cmd: Command| -> Result<(), HeadlessError> {
+    // Sends one command per drive, built from that drive (its mode may differ).
+    let send_all = |bench: &mut Bench, cmd: &dyn Fn(&DriveRuntime) -> Command| -> Result<(), HeadlessError> {
         for d in &mut bench.drives {
-            d.send(cmd.clone())
-                .map_err(|error| HeadlessError::Command { drive: d.name().to_owned(), error })?;
+            d.send(cmd(d)).map_err(|error| HeadlessError::Command { drive: d.name().to_owned(), error })?;
         }
         Ok(())
     };
     if let Some(mode) = opts.mode {
-        send_all(bench, Command::SetMode(mode))?;
+        send_all(bench, &|_| Command::SetMode(mode))?;
     }
     if opts.enable {
-        send_all(bench, Command::Enable)?;
+        send_all(bench, &|_| Command::Enable)?;
     }
     let start = Instant::now();
     let mut setpoint = opts.setpoint;
@@ -199,10 +199,7 @@ fn run_steps(
         if let Some(sp) = setpoint
             && elapsed >= opts.step_at_s
         {
-            for d in &mut bench.drives {
-                let cmd = Command::SetSetpoint(d.mode, sp);
-                d.send(cmd).map_err(|error| HeadlessError::Command { drive: d.name().to_owned(), error })?;
-            }
+            send_all(bench, &|d| Command::SetSetpoint(d.mode, sp))?;
             setpoint = None;
         }
         bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {

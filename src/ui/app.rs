@@ -423,9 +423,4 @@ impl BenchApp {
     pub fn frame(&self) -> u64 {
         self.frame
     }
-
-    /// State of a drive by name (tests and the screenshot script).
-    pub fn drive_state(&self, name: &str) -> Option<DriveState> {
-        self.bench.by_name(name).map(|d| d.state.clone())
-    }
 }
