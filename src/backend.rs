@@ -1,15 +1,174 @@
-//! Backends a worker can drive: the built-in simulated drive today; serial links with their
-//! protocol codecs slot in beside it. `for_connection` picks one from a project entry.
+//! Backends a worker can drive: the built-in simulated drive, and serial links with their
+//! protocol codecs. `for_connection` picks one from a project entry.
 
-use crate::drive::{Command, ControlMode, DriveState, Event, Sample, SignalSpec};
-use crate::project::Connection;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use crate::drive::{Command, ControlMode, Direction, DriveState, Event, Sample, SignalSpec, Traffic};
+use crate::link::{LinkInput, SerialLink};
+use crate::project::{Connection, SerialConnection};
+use crate::protocol::{Codec, CodecOut};
 use crate::sim::{SimConfig, SimDrive, TelemetryFrame};
-use crate::worker::{Backend, Connected};
+use crate::worker::{Backend, Clock, Connected};
 
 /// The backend for a project connection.
-pub fn for_connection(connection: &Connection) -> Box<dyn Backend> {
+pub fn for_connection(connection: &Connection, clock: Clock) -> Box<dyn Backend> {
     match connection {
         Connection::Simulated(cfg) => Box::new(SimBackend::new(cfg.clone())),
+        Connection::Serial(serial) => Box::new(SerialBackend::new(serial.clone(), clock)),
+    }
+}
+
+/// Chunks of input handled per wake-up before commands get a turn.
+const MAX_CHUNKS_PER_SERVICE: usize = 256;
+
+/// A drive on a serial port: the link plus the protocol's codec.
+pub struct SerialBackend {
+    connection: SerialConnection,
+    clock: Clock,
+    codec: Box<dyn Codec>,
+    link: Option<SerialLink>,
+    out: CodecOut,
+    /// Events produced while connecting, sent with the first command or poll.
+    early: Vec<Event>,
+    traffic: Vec<Traffic>,
+}
+
+impl SerialBackend {
+    pub fn new(connection: SerialConnection, clock: Clock) -> Self {
+        let codec = connection.protocol.codec();
+        SerialBackend {
+            connection,
+            clock,
+            codec,
+            link: None,
+            out: CodecOut::new(),
+            early: Vec::new(),
+            traffic: Vec::new(),
+        }
+    }
+
+    /// Writes what the codec produced and moves its samples and events out.
+    fn drain(
+        &mut self,
+        now_s: f64,
+        samples: &mut Vec<Sample>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        events.append(&mut self.early);
+        samples.append(&mut self.out.samples);
+        events.append(&mut self.out.events);
+        if !self.out.tx.is_empty() {
+            let tx = std::mem::take(&mut self.out.tx);
+            let link = self.link.as_mut().ok_or("not connected")?;
+            link.write(&tx).map_err(|e| e.to_string())?;
+            self.traffic.push(Traffic { t_s: now_s, dir: Direction::Tx, bytes: tx });
+        }
+        if !self.traffic.is_empty() {
+            events.push(Event::Traffic(std::mem::take(&mut self.traffic)));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for SerialBackend {
+    fn connect(&mut self, now_s: f64) -> Result<Connected, String> {
+        self.codec = self.connection.protocol.codec();
+        self.out.clear();
+        self.early.clear();
+        let link = SerialLink::open(&self.connection.link, self.clock).map_err(|e| e.to_string())?;
+        if let Some(actual) = link.actual_baud()
+            && actual != self.connection.link.baud
+        {
+            self.early.push(Event::Log(format!(
+                "{} runs at {actual} baud, not the {} asked for",
+                self.connection.link.port, self.connection.link.baud
+            )));
+        }
+        self.link = Some(link);
+        self.codec.start(now_s, &mut self.out);
+        let mut samples = Vec::new();
+        let mut events = Vec::new();
+        self.drain(now_s, &mut samples, &mut events)?;
+        self.early = events;
+        Ok(Connected { signals: self.codec.signals(), params: self.codec.params() })
+    }
+
+    fn disconnect(&mut self) {
+        if self.link.is_some() {
+            let now_s = self.clock.now_s();
+            self.out.clear();
+            self.codec.stop(now_s, &mut self.out);
+            let tx = std::mem::take(&mut self.out.tx);
+            if let Some(link) = &mut self.link {
+                let _ = link.write(&tx);
+            }
+        }
+        if let Some(link) = self.link.take() {
+            link.close();
+        }
+        self.out.clear();
+        self.early.clear();
+        self.traffic.clear();
+    }
+
+    fn command(&mut self, cmd: &Command, now_s: f64, events: &mut Vec<Event>) -> Result<(), String> {
+        let result = match cmd {
+            Command::Connect | Command::Disconnect => Ok(()),
+            Command::EStop => {
+                self.codec.estop(now_s, &mut self.out);
+                Ok(())
+            }
+            Command::Raw(text) => {
+                self.codec.raw(text, now_s, &mut self.out);
+                Ok(())
+            }
+            other => self.codec.command(other, now_s, &mut self.out).map_err(|e| e.to_string()),
+        };
+        let mut samples = Vec::new();
+        self.drain(now_s, &mut samples, events)?;
+        if !samples.is_empty() {
+            events.push(Event::Samples(samples));
+        }
+        result
+    }
+
+    fn poll(&mut self, now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>) -> Result<(), String> {
+        self.codec.poll(now_s, &mut self.out);
+        self.drain(now_s, samples, events)
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.codec.poll_interval()
+    }
+
+    fn input(&self) -> Option<Receiver<LinkInput>> {
+        self.link.as_ref().map(|l| l.input().clone())
+    }
+
+    fn service(
+        &mut self,
+        now_s: f64,
+        samples: &mut Vec<Sample>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        let Some(link) = &self.link else { return Ok(()) };
+        let input = link.input().clone();
+        for _ in 0..MAX_CHUNKS_PER_SERVICE {
+            match input.try_recv() {
+                Ok(LinkInput::Bytes { t_s, bytes }) => {
+                    self.codec.feed(&bytes, t_s, &mut self.out);
+                    self.traffic.push(Traffic { t_s, dir: Direction::Rx, bytes });
+                }
+                Ok(LinkInput::Lost(reason)) => {
+                    let _ = self.drain(now_s, samples, events);
+                    return Err(format!("link lost: {reason}"));
+                }
+                Err(_) => break,
+            }
+        }
+        self.drain(now_s, samples, events)
     }
 }
 
@@ -150,6 +309,7 @@ impl Backend for SimBackend {
                 let value = drive.read_param(key).map_err(|e| e.to_string())?;
                 events.push(Event::ParamWritten { key: key.clone(), value });
             }
+            Command::Raw(_) => return Err("the simulated drive has no console".into()),
             Command::ReadAllParams => {
                 for spec in SimDrive::param_specs() {
                     if let Ok(value) = drive.read_param(&spec.key) {

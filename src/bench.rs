@@ -9,8 +9,10 @@ use crossbeam_channel::TryRecvError;
 use thiserror::Error;
 
 use crate::backend;
+use crate::console::Console;
 use crate::drive::{Command, ControlMode, DriveState, Event, LimitError, ParamSpec, Sample, SignalSpec};
-use crate::project::{DriveConfig, Project};
+use crate::project::{Connection, DriveConfig, Project};
+use crate::protocol::{Codec, RawIntent};
 use crate::telemetry::Series;
 use crate::worker::{Clock, RepaintFn, SendError, Worker};
 
@@ -74,12 +76,17 @@ pub struct DriveRuntime {
     pub rate: RateMeter,
     /// Refusals, failures and log lines, newest last, with session time.
     pub messages: VecDeque<(f64, String)>,
+    /// Traffic on a serial drive's link.
+    pub console: Console,
+    /// The drive's codec, used on this side only to tell what a console line would do.
+    classifier: Option<Box<dyn Codec>>,
     capacity: usize,
     clock: Clock,
 }
 
 impl DriveRuntime {
     fn new(id: u64, config: DriveConfig, capacity: usize, clock: Clock) -> Self {
+        let classifier = config.connection.serial().map(|s| s.protocol.codec());
         DriveRuntime {
             id,
             mode: config.mode,
@@ -94,9 +101,21 @@ impl DriveRuntime {
             dropped: 0,
             rate: RateMeter::default(),
             messages: VecDeque::new(),
+            console: Console::new(),
+            classifier,
             capacity,
             clock,
         }
+    }
+
+    /// True for drives on a serial link (they have a console).
+    pub fn is_serial(&self) -> bool {
+        matches!(self.config.connection, Connection::Serial(_))
+    }
+
+    /// False for telemetry-only drives (Serial Plotter): no enable, setpoints or e-stop.
+    pub fn can_control(&self) -> bool {
+        self.classifier.as_ref().is_none_or(|c| c.can_control())
     }
 
     pub fn name(&self) -> &str {
@@ -129,7 +148,7 @@ impl DriveRuntime {
     pub fn connect(&mut self, repaint: Option<RepaintFn>) {
         let clock = self.clock;
         if self.worker.is_none() {
-            let backend = backend::for_connection(&self.config.connection);
+            let backend = backend::for_connection(&self.config.connection, clock);
             self.worker = Some(Worker::spawn(&self.config.name, backend, clock, repaint));
         }
         if let Some(w) = &self.worker
@@ -168,6 +187,20 @@ impl DriveRuntime {
             Command::Enable => {
                 if let Some(why) = self.envelope_violation() {
                     return Err(CommandError::Envelope(why));
+                }
+            }
+            Command::Raw(text) => {
+                let intent = self.classifier.as_ref().map_or(RawIntent::Other, |c| c.raw_intent(text));
+                match intent {
+                    RawIntent::Setpoint(mode, value) => self.config.limits.check_setpoint(mode, value)?,
+                    RawIntent::Param(key, value) => {
+                        let spec = self
+                            .param_spec(&key)
+                            .ok_or_else(|| LimitError::UnknownParam { key: key.clone() })?;
+                        self.config.limits.check_param(spec, value)?;
+                    }
+                    RawIntent::Guarded(why) => return Err(CommandError::Envelope(why)),
+                    RawIntent::Other => {}
                 }
             }
             _ => {}
@@ -238,7 +271,13 @@ impl DriveRuntime {
                 self.state = state;
             }
             Event::Signals(signals) => {
-                if signals != self.signals {
+                if signals.starts_with(&self.signals) {
+                    // The list grew (a new Serial Plotter label): keep what is stored.
+                    for _ in self.signals.len()..signals.len() {
+                        self.series.push(Series::new(self.capacity));
+                    }
+                    self.signals = signals;
+                } else if signals != self.signals {
                     self.series = signals.iter().map(|_| Series::new(self.capacity)).collect();
                     self.signals = signals;
                 }
@@ -272,6 +311,11 @@ impl DriveRuntime {
             Event::Refused(text) => self.note(now_s, text),
             Event::Dropped(n) => self.dropped = n,
             Event::Log(text) => self.note(now_s, text),
+            Event::Traffic(chunks) => {
+                for chunk in chunks {
+                    self.console.push(chunk);
+                }
+            }
         }
     }
 
@@ -335,6 +379,7 @@ fn command_text(cmd: &Command) -> String {
             format!("{} setpoint {v} {}", mode.label().to_lowercase(), mode.unit())
         }
         Command::WriteParam(k, v) => format!("write {k} = {v}"),
+        Command::Raw(t) => format!("console line `{t}`"),
         other => format!("{other:?}").to_lowercase(),
     }
 }

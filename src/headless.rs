@@ -179,8 +179,14 @@ fn run_steps(
     write_error: &mut Option<RecordError>,
 ) -> Result<(), HeadlessError> {
     // Sends one command per drive, built from that drive (its mode may differ).
+    // Telemetry-only drives (Serial Plotter) are recorded but not commanded.
+    for d in bench.drives.iter().filter(|d| !d.can_control()) {
+        if opts.enable || opts.mode.is_some() || opts.setpoint.is_some() {
+            eprintln!("note: drive `{}` is telemetry only; it is recorded but not commanded", d.name());
+        }
+    }
     let send_all = |bench: &mut Bench, cmd: &dyn Fn(&DriveRuntime) -> Command| -> Result<(), HeadlessError> {
-        for d in &mut bench.drives {
+        for d in bench.drives.iter_mut().filter(|d| d.can_control()) {
             d.send(cmd(d)).map_err(|error| HeadlessError::Command { drive: d.name().to_owned(), error })?;
         }
         Ok(())
@@ -217,5 +223,212 @@ fn run_steps(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// What `drivebench params` does, in order: writes, then reads.
+#[derive(Debug, Clone, Default)]
+pub struct ParamOptions {
+    pub list: bool,
+    pub gets: Vec<String>,
+    pub sets: Vec<(String, f64)>,
+}
+
+/// One `KEY = VALUE UNIT` line of `drivebench params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamLine {
+    pub key: String,
+    pub value: Option<f64>,
+    pub unit: String,
+    /// Label, range and access, for `--list`.
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for ParamLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.value {
+            Some(v) => write!(f, "{} = {v}", self.key)?,
+            None => write!(f, "{} = ?", self.key)?,
+        }
+        if !self.unit.is_empty() {
+            write!(f, " {}", self.unit)?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, "  # {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How long one parameter read or write may take.
+const PARAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum ParamsError {
+    #[error("drive `{drive}` did not connect within {timeout_s} s (state: {state})")]
+    ConnectTimeout { drive: String, timeout_s: u64, state: String },
+    #[error("{key}: {reason}")]
+    Refused { key: String, reason: String },
+    #[error("{key}: the drive did not answer within {timeout_s} s")]
+    Timeout { key: String, timeout_s: u64 },
+    #[error("the drive was lost: {0}")]
+    Lost(String),
+}
+
+/// Connects one drive, applies `--set`s (each checked against the project limits and the
+/// catalogue before anything is sent, then confirmed by the drive), then reads `--get`s
+/// (or, with `list`, the whole catalogue). The drive is disabled and closed afterwards.
+pub fn params(
+    config: &crate::project::DriveConfig,
+    opts: &ParamOptions,
+) -> Result<Vec<ParamLine>, ParamsError> {
+    let project = Project { drives: vec![config.clone()], ..Project::default() };
+    let mut bench = Bench::new(&project, None);
+    bench.connect_all();
+    let result = params_on(&mut bench, opts);
+    bench.disable_all();
+    pump_for(&mut bench, Duration::from_millis(50));
+    for d in &mut bench.drives {
+        d.disconnect();
+    }
+    result
+}
+
+fn pump_for(bench: &mut Bench, wait: Duration) {
+    let end = Instant::now() + wait;
+    loop {
+        bench.pump(Duration::from_millis(10), &mut |_: &str, _: &[SignalSpec], _: &[Sample]| {});
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Pumps until `done` holds for the drive, or fails with what the drive said.
+fn wait_for(
+    bench: &mut Bench,
+    key: &str,
+    mut done: impl FnMut(&DriveRuntime) -> Option<Result<(), String>>,
+) -> Result<(), ParamsError> {
+    let deadline = Instant::now() + PARAM_TIMEOUT;
+    loop {
+        bench.pump(Duration::from_millis(10), &mut |_: &str, _: &[SignalSpec], _: &[Sample]| {});
+        let d = &bench.drives[0];
+        if let Some(outcome) = done(d) {
+            return outcome.map_err(|reason| ParamsError::Refused { key: key.to_owned(), reason });
+        }
+        if !d.is_running() || matches!(d.state, DriveState::Fault(_)) && !d.state.is_connected() {
+            return Err(ParamsError::Lost(d.state.label()));
+        }
+        if Instant::now() >= deadline {
+            return Err(ParamsError::Timeout { key: key.to_owned(), timeout_s: PARAM_TIMEOUT.as_secs() });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A message the drive sent about `key` after `since` messages, if any.
+fn message_about(d: &DriveRuntime, since: usize, key: &str) -> Option<String> {
+    d.messages.iter().skip(since).map(|(_, m)| m).find(|m| m.contains(key)).cloned()
+}
+
+fn params_on(bench: &mut Bench, opts: &ParamOptions) -> Result<Vec<ParamLine>, ParamsError> {
+    // Connected, catalogue announced, and every readable entry read once.
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        bench.pump(Duration::from_millis(10), &mut |_: &str, _: &[SignalSpec], _: &[Sample]| {});
+        let d = &bench.drives[0];
+        let all_read = d.catalogue.iter().all(|p| d.values.contains_key(&p.key));
+        if d.state.is_connected() && !d.catalogue.is_empty() && all_read {
+            break;
+        }
+        if let DriveState::Fault(text) = &d.state
+            && !d.is_running()
+        {
+            return Err(ParamsError::Lost(text.clone()));
+        }
+        if Instant::now() >= deadline {
+            let state = if d.state.is_connected() && d.catalogue.is_empty() {
+                "connected, but this protocol has no parameters".to_owned()
+            } else if d.state.is_connected() {
+                let missing: Vec<&str> = d
+                    .catalogue
+                    .iter()
+                    .filter(|p| !d.values.contains_key(&p.key))
+                    .map(|p| p.key.as_str())
+                    .collect();
+                format!("connected, no answer for {}", missing.join(", "))
+            } else {
+                d.state.label()
+            };
+            return Err(ParamsError::ConnectTimeout {
+                drive: d.name().to_owned(),
+                timeout_s: CONNECT_TIMEOUT.as_secs(),
+                state,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut lines = Vec::new();
+    for (key, value) in &opts.sets {
+        let d = &mut bench.drives[0];
+        let since = d.messages.len();
+        d.config.params.remove(key);
+        // Checked against the catalogue and the project limits here; a refusal sends nothing.
+        d.send(Command::WriteParam(key.clone(), *value))
+            .map_err(|e| ParamsError::Refused { key: key.clone(), reason: e.to_string() })?;
+        wait_for(bench, key, |d| {
+            if d.config.params.contains_key(key) {
+                Some(Ok(()))
+            } else {
+                message_about(d, since, key).map(Err)
+            }
+        })?;
+        let d = &bench.drives[0];
+        lines.push(line_for(d, key, false));
+    }
+    let keys: Vec<String> = if opts.list {
+        bench.drives[0].catalogue.iter().map(|p| p.key.clone()).collect()
+    } else {
+        opts.gets.clone()
+    };
+    for key in keys {
+        let d = &mut bench.drives[0];
+        if d.param_spec(&key).is_none() {
+            let known: Vec<&str> = d.catalogue.iter().map(|p| p.key.as_str()).collect();
+            return Err(ParamsError::Refused {
+                key,
+                reason: format!("not in this drive's catalogue (known: {})", known.join(", ")),
+            });
+        }
+        if !opts.list {
+            let since = d.messages.len();
+            d.values.remove(&key);
+            d.send(Command::ReadParam(key.clone()))
+                .map_err(|e| ParamsError::Refused { key: key.clone(), reason: e.to_string() })?;
+            wait_for(bench, &key, |d| {
+                if d.values.contains_key(&key) {
+                    Some(Ok(()))
+                } else {
+                    message_about(d, since, &key).map(Err)
+                }
+            })?;
+        }
+        lines.push(line_for(&bench.drives[0], &key, opts.list));
+    }
+    Ok(lines)
+}
+
+fn line_for(d: &DriveRuntime, key: &str, with_note: bool) -> ParamLine {
+    let spec = d.param_spec(key);
+    ParamLine {
+        key: key.to_owned(),
+        value: d.values.get(key).copied(),
+        unit: spec.map(|s| s.unit.clone()).unwrap_or_default(),
+        note: spec.filter(|_| with_note).map(|s| {
+            let access = if s.read_only { ", read-only" } else { "" };
+            format!("{}; {} … {}{access}", s.label, s.min, s.max)
+        }),
     }
 }

@@ -3,9 +3,12 @@
 
 pub mod backend;
 pub mod bench;
+pub mod console;
 pub mod drive;
 pub mod headless;
+pub mod link;
 pub mod project;
+pub mod protocol;
 pub mod sim;
 pub mod telemetry;
 pub mod ui;

@@ -1,4 +1,5 @@
-//! The drivebench command line: the GUI (default), `--screenshot`, and `record`.
+//! The drivebench command line: the GUI (default), `--screenshot`, `record`, `params`,
+//! `ports` and `emulate`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,8 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use drivebench::drive::ControlMode;
-use drivebench::headless::{self, RecordOptions};
+use drivebench::headless::{self, ParamOptions, RecordOptions};
 use drivebench::project::{Project, parse_drive_spec};
+use drivebench::protocol::Protocol;
+use drivebench::sim::SimConfig;
+use drivebench::sim::emulator::Emulator;
 use drivebench::ui::app::Notice;
 use drivebench::ui::{DrivebenchApp, ScreenshotPlan};
 
@@ -37,13 +41,59 @@ struct Cli {
 enum Cmd {
     /// Run drives headless for a while and record every sample to CSV.
     Record(RecordArgs),
+    /// Read and write one drive's parameters, through the same checks as the app.
+    Params(ParamsArgs),
+    /// List the serial ports of this machine.
+    Ports,
+    /// Serve a simulated drive on a pseudo-terminal, speaking a serial protocol. Prints the
+    /// device path to connect to as the first line, then serves until killed.
+    Emulate(EmulateArgs),
+}
+
+#[derive(clap::Args)]
+struct ParamsArgs {
+    /// The drive: `sim[,…]` or `PROTOCOL:PATH[@BAUD][,key=value…]`.
+    #[arg(long = "drive", value_name = "SPEC")]
+    drive: String,
+    /// List the whole catalogue with values, units, ranges.
+    #[arg(long)]
+    list: bool,
+    /// Read a parameter (after any writes). Repeatable.
+    #[arg(long = "get", value_name = "KEY")]
+    gets: Vec<String>,
+    /// Write a parameter, checked against the drive's limits first. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    sets: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Plotter,
+    Simplefoc,
+    Odrive,
+}
+
+#[derive(clap::Args)]
+struct EmulateArgs {
+    #[arg(long, value_enum)]
+    protocol: ProtocolArg,
+    /// Telemetry lines per second for the streaming protocols (plotter, simplefoc).
+    #[arg(long, default_value_t = 100.0, value_name = "HZ")]
+    rate: f64,
+    /// SimpleFOC: the command id the motor is registered under.
+    #[arg(long, default_value_t = 'M')]
+    motor: char,
+    /// Seed of the simulated drive's measurement noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
 struct RecordArgs {
     /// Project file whose drives to run.
     project: Option<PathBuf>,
-    /// A drive to add: `sim[,name=NAME][,seed=N]`. Repeat for several drives.
+    /// A drive to add: `sim[,name=NAME][,seed=N]` or `PROTOCOL:PATH[@BAUD][,key=value…]`
+    /// (protocols: plotter, simplefoc, odrive). Repeat for several drives.
     #[arg(long = "drive", value_name = "SPEC")]
     drives: Vec<String>,
     /// How long to record, in seconds.
@@ -87,6 +137,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::Record(args)) => record(args),
+        Some(Cmd::Params(args)) => params(args),
+        Some(Cmd::Ports) => ports(),
+        Some(Cmd::Emulate(args)) => emulate(args),
         None => gui(cli.project.as_deref(), cli.screenshot, cli.frames),
     };
     match result {
@@ -184,4 +237,63 @@ fn record(args: RecordArgs) -> Result<()> {
     }
     eprintln!("wrote {}", args.csv.display());
     Ok(())
+}
+
+fn params(args: ParamsArgs) -> Result<()> {
+    let drive = parse_drive_spec(&args.drive, 0).with_context(|| format!("--drive {}", args.drive))?;
+    let project = Project { drives: vec![drive.clone()], ..Project::default() };
+    project.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sets = Vec::new();
+    for s in &args.sets {
+        let (key, value) = s.split_once('=').with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+        let value: f64 =
+            value.trim().parse().with_context(|| format!("--set {s}: `{value}` is not a number"))?;
+        sets.push((key.trim().to_owned(), value));
+    }
+    if sets.is_empty() && args.gets.is_empty() && !args.list {
+        bail!("nothing to do: give --list, --get KEY or --set KEY=VALUE");
+    }
+    let opts = ParamOptions { list: args.list, gets: args.gets, sets };
+    for line in headless::params(&drive, &opts)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn ports() -> Result<()> {
+    let ports = drivebench::link::list_ports().map_err(|e| anyhow::anyhow!(e))?;
+    if ports.is_empty() {
+        println!("no serial ports found (pseudo-terminals are never listed: give their path directly)");
+    }
+    for p in ports {
+        println!("{}\t{}", p.path, p.description);
+    }
+    Ok(())
+}
+
+fn emulate(args: EmulateArgs) -> Result<()> {
+    use std::io::Write as _;
+    let protocol = match args.protocol {
+        ProtocolArg::Plotter => Protocol::Plotter,
+        ProtocolArg::Simplefoc => Protocol::SimpleFoc { motor: args.motor },
+        ProtocolArg::Odrive => Protocol::ODrive { axis: 0, checksum: false },
+    };
+    protocol.validate().map_err(|e| anyhow::anyhow!(e))?;
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0) {
+        bail!("--rate must be between 0 and 10000 lines per second, got {}", args.rate);
+    }
+    let config = SimConfig { seed: args.seed, ..SimConfig::default() };
+    let mut emulator = Emulator::new(&protocol, args.rate, &config).map_err(|e| anyhow::anyhow!(e))?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{}", emulator.path())?;
+    stdout.flush()?;
+    eprintln!(
+        "drivebench: emulating a {} drive on {}; connect with --drive {}:{}; stop with Ctrl+C",
+        protocol.label(),
+        emulator.path(),
+        protocol.name(),
+        emulator.path()
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    emulator.run(&stop).map_err(|e| anyhow::anyhow!(e))
 }

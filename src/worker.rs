@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError, bounded};
 use thiserror::Error;
 
 use crate::drive::{Command, DriveState, Event, ParamSpec, Sample, SignalSpec};
+use crate::link::LinkInput;
 
 /// Commands waiting for a worker; a full queue means the drive is not keeping up.
 pub const COMMAND_CAPACITY: usize = 64;
@@ -67,6 +68,21 @@ pub trait Backend: Send {
     /// How often `poll` runs.
     fn poll_interval(&self) -> Duration {
         Duration::from_millis(10)
+    }
+    /// A channel that becomes ready when input arrives (bytes from the backend's link); the
+    /// worker then calls [`Backend::service`]. `None` for backends without a link.
+    fn input(&self) -> Option<Receiver<LinkInput>> {
+        None
+    }
+    /// Handles the input that arrived. An error here means the drive is lost.
+    fn service(
+        &mut self,
+        now_s: f64,
+        samples: &mut Vec<Sample>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        let _ = (now_s, samples, events);
+        Ok(())
     }
 }
 
@@ -211,24 +227,46 @@ impl WorkerLoop {
                 self.emergency_stop(None, &mut events)?;
                 self.flush(&mut samples, &mut events);
             }
-            match self.commands.recv_deadline(next_poll) {
-                Ok(cmd) => {
-                    if self.estop.swap(false, Ordering::SeqCst) {
-                        // E-STOP was pressed while this command waited: it belongs to what
-                        // was queued before the stop.
-                        self.emergency_stop(Some(cmd), &mut events)?;
-                    } else {
-                        self.handle(cmd, &mut events)?;
+            // Wait for a command, input from the link, or the next poll — whichever comes
+            // first; the thread sleeps in between.
+            let input = if self.connected { self.backend.input() } else { None };
+            let mut select = Select::new();
+            let commands_index = select.recv(&self.commands);
+            if let Some(input) = &input {
+                select.recv(input);
+            }
+            match select.ready_deadline(next_poll) {
+                Ok(index) if index == commands_index => match self.commands.try_recv() {
+                    Ok(cmd) => {
+                        if self.estop.swap(false, Ordering::SeqCst) {
+                            // E-STOP was pressed while this command waited: it belongs to what
+                            // was queued before the stop.
+                            self.emergency_stop(Some(cmd), &mut events)?;
+                        } else {
+                            self.handle(cmd, &mut events)?;
+                        }
+                        self.flush(&mut samples, &mut events);
+                    }
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => {
+                        if self.connected {
+                            self.backend.disconnect();
+                        }
+                        return Ok(());
+                    }
+                },
+                Ok(_) => {
+                    let now_s = self.clock.now_s();
+                    if let Err(e) = self.backend.service(now_s, &mut samples, &mut events) {
+                        self.lose(e, &mut events);
                     }
                     self.flush(&mut samples, &mut events);
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                Err(_) => {
                     if self.connected {
                         let now_s = self.clock.now_s();
                         if let Err(e) = self.backend.poll(now_s, &mut samples, &mut events) {
-                            self.backend.disconnect();
-                            self.connected = false;
-                            events.push(Event::State(DriveState::Fault(e)));
+                            self.lose(e, &mut events);
                         }
                         let dropped = self.dropped.load(Ordering::Relaxed);
                         if dropped != reported_drops {
@@ -244,14 +282,15 @@ impl WorkerLoop {
                         next_poll = now + interval;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    if self.connected {
-                        self.backend.disconnect();
-                    }
-                    return Ok(());
-                }
             }
         }
+    }
+
+    /// The drive stopped answering or its link failed: close it and report the fault.
+    fn lose(&mut self, reason: String, events: &mut Vec<Event>) {
+        self.backend.disconnect();
+        self.connected = false;
+        events.push(Event::State(DriveState::Fault(reason)));
     }
 
     /// Stops the drive before anything else, and throws away what was queued before the stop
@@ -324,6 +363,13 @@ impl WorkerLoop {
     fn flush(&mut self, samples: &mut Vec<Sample>, events: &mut Vec<Event>) {
         let mut sent = false;
         for ev in events.drain(..) {
+            if let Event::Traffic(_) = ev {
+                // Console traffic is a view, like samples: it never holds up control events.
+                if self.control.is_empty() && self.events.try_send(ev).is_ok() {
+                    sent = true;
+                }
+                continue;
+            }
             if let Event::Dropped(_) = ev {
                 // Only the newest count matters.
                 self.control.retain(|e| !matches!(e, Event::Dropped(_)));

@@ -64,6 +64,9 @@ pub enum Command {
     WriteParam(String, f64),
     /// Read every parameter in the catalogue.
     ReadAllParams,
+    /// A line typed into a serial drive's console, sent as text in the protocol's framing.
+    /// The bench checks what the codec recognises in it against the limits first.
+    Raw(String),
 }
 
 /// What the UI shows for a drive.
@@ -290,6 +293,25 @@ pub enum Event {
     Dropped(u64),
     /// A line for the connection log.
     Log(String),
+    /// Bytes that crossed the drive's link, for its console.
+    Traffic(Vec<Traffic>),
+}
+
+/// Which way bytes went on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the drive to drivebench.
+    Rx,
+    /// From drivebench to the drive.
+    Tx,
+}
+
+/// A chunk of bytes on a link, timed on the session clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Traffic {
+    pub t_s: f64,
+    pub dir: Direction,
+    pub bytes: Vec<u8>,
 }
 
 #[cfg(test)]

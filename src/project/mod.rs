@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::drive::{ControlMode, Limits};
+use crate::link::SerialSettings;
+use crate::protocol::Protocol;
 use crate::sim::SimConfig;
 
 mod spec;
@@ -72,12 +74,43 @@ impl Default for DriveConfig {
 pub enum Connection {
     /// The built-in simulated motor and drive.
     Simulated(SimConfig),
+    /// A drive on a serial port speaking one of the supported protocols.
+    Serial(SerialConnection),
+}
+
+/// A serial port and the protocol spoken on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SerialConnection {
+    pub link: SerialSettings,
+    pub protocol: Protocol,
 }
 
 impl Connection {
     pub fn describe(&self) -> String {
         match self {
             Connection::Simulated(cfg) => format!("simulated (seed {})", cfg.seed),
+            Connection::Serial(s) => {
+                format!("{} on {} @ {} {}", s.protocol.label(), s.link.port, s.link.baud, s.link.framing())
+            }
+        }
+    }
+
+    /// The serial connection, if this is one.
+    pub fn serial(&self) -> Option<&SerialConnection> {
+        match self {
+            Connection::Serial(s) => Some(s),
+            Connection::Simulated(_) => None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Connection::Simulated(_) => Ok(()),
+            Connection::Serial(s) => {
+                s.link.validate()?;
+                s.protocol.validate()
+            }
         }
     }
 }
@@ -316,6 +349,7 @@ impl Project {
             {
                 return Err(format!("drive `{}`: min_position_rev must be below max_position_rev", d.name));
             }
+            d.connection.validate().map_err(|e| format!("drive `{}`: {e}", d.name))?;
             if let Some((k, v)) = d.params.iter().find(|(_, v)| !v.is_finite()) {
                 return Err(format!("drive `{}`: parameter {k} = {v} is not a finite number", d.name));
             }

@@ -1,17 +1,29 @@
-//! `--drive` specifications on the command line: `sim[,name=NAME][,seed=N]`; serial
-//! protocols extend the same `KIND[:PATH][,key=value…]` form.
+//! `--drive` specifications on the command line:
+//!
+//! * `sim[,name=NAME][,seed=N]` — the built-in simulated drive;
+//! * `PROTOCOL:PATH[@BAUD][,key=value…]` — a serial drive, e.g.
+//!   `simplefoc:/dev/ttyACM0@115200,motor=M,name=left` or `odrive:/dev/ttyACM1,axis=0`.
+//!
+//! Serial options: `name`, `framing` (`8N1`, `8E1`, …), `flow` (`none`, `software`,
+//! `hardware`); SimpleFOC `motor`; ODrive `axis`, `checksum` (`on`/`off`).
 
 use thiserror::Error;
 
-use super::{Connection, DriveConfig};
+use super::{Connection, DriveConfig, SerialConnection};
+use crate::link::{FlowControl, SerialSettings};
+use crate::protocol::Protocol;
 use crate::sim::SimConfig;
+
+const KINDS: &str = "sim, plotter, simplefoc, odrive";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SpecError {
     #[error("empty --drive specification")]
     Empty,
-    #[error("unknown drive kind `{0}` (known: sim)")]
+    #[error("unknown drive kind `{0}` (known: {KINDS})")]
     UnknownKind(String),
+    #[error("a {0} drive needs a port: {0}:PATH[@BAUD], e.g. {0}:/dev/ttyUSB0@115200")]
+    MissingPort(String),
     #[error("`{0}`: options are key=value")]
     NotKeyValue(String),
     #[error("unknown option `{key}` for a {kind} drive (known: {known})")]
@@ -23,12 +35,48 @@ pub enum SpecError {
 /// Parses one `--drive` value. `index` (0-based) gives the default name `drive<index+1>`.
 pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecError> {
     let mut parts = spec.split(',');
-    let kind = parts.next().map(str::trim).filter(|k| !k.is_empty()).ok_or(SpecError::Empty)?;
+    let head = parts.next().map(str::trim).filter(|k| !k.is_empty()).ok_or(SpecError::Empty)?;
     let mut config = DriveConfig { name: format!("drive{}", index + 1), ..DriveConfig::default() };
+    let (kind, target) = match head.split_once(':') {
+        Some((kind, target)) => (kind.trim().to_ascii_lowercase(), Some(target.trim())),
+        None => (head.to_ascii_lowercase(), None),
+    };
     let mut sim = SimConfig { seed: index as u64 + 1, ..SimConfig::default() };
-    match kind {
-        "sim" => {}
-        other => return Err(SpecError::UnknownKind(other.to_owned())),
+    let mut serial = SerialConnection::default();
+    match (kind.as_str(), target) {
+        ("sim", None) => {}
+        ("sim", Some(_)) => {
+            return Err(SpecError::BadValue {
+                key: "sim".into(),
+                value: head.into(),
+                reason: "the simulated drive takes no port".into(),
+            });
+        }
+        ("plotter" | "simplefoc" | "odrive", None) => return Err(SpecError::MissingPort(kind)),
+        ("plotter" | "simplefoc" | "odrive", Some(target)) => {
+            serial.protocol = match kind.as_str() {
+                "plotter" => Protocol::Plotter,
+                "simplefoc" => Protocol::SimpleFoc { motor: 'M' },
+                _ => Protocol::ODrive { axis: 0, checksum: false },
+            };
+            let (path, baud) = match target.rsplit_once('@') {
+                Some((path, baud)) => {
+                    let baud: u32 =
+                        baud.trim().parse().ok().filter(|b| *b > 0).ok_or_else(|| SpecError::BadValue {
+                            key: "baud".into(),
+                            value: baud.into(),
+                            reason: "expected a positive whole number".into(),
+                        })?;
+                    (path.trim(), baud)
+                }
+                None => (target, serial.protocol.default_baud()),
+            };
+            if path.is_empty() {
+                return Err(SpecError::MissingPort(kind));
+            }
+            serial.link = SerialSettings::new(path, baud);
+        }
+        _ => return Err(SpecError::UnknownKind(kind)),
     }
     for opt in parts {
         let (key, value) = opt.split_once('=').ok_or_else(|| SpecError::NotKeyValue(opt.to_owned()))?;
@@ -38,30 +86,68 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
             value: value.into(),
             reason: reason.into(),
         };
-        match key {
-            "name" => {
-                if value.is_empty() || value.contains('.') {
-                    return Err(bad("a name is non-empty and has no `.`"));
+        match (kind.as_str(), key) {
+            (_, "name") => {
+                if value.is_empty() || value.contains(['.', ':']) {
+                    return Err(bad("a name is non-empty and has no `.` or `:`"));
                 }
                 config.name = value.to_owned();
             }
-            "seed" => sim.seed = value.parse().map_err(|_| bad("expected a whole number"))?,
+            ("sim", "seed") => sim.seed = value.parse().map_err(|_| bad("expected a whole number"))?,
+            (k, "framing") if k != "sim" => serial.link.set_framing(value).map_err(|e| bad(&e))?,
+            (k, "flow") if k != "sim" => {
+                serial.link.flow_control = match value.to_ascii_lowercase().as_str() {
+                    "none" => FlowControl::None,
+                    "software" | "xonxoff" => FlowControl::Software,
+                    "hardware" | "rtscts" => FlowControl::Hardware,
+                    _ => return Err(bad("expected none, software or hardware")),
+                }
+            }
+            ("simplefoc", "motor") => {
+                let mut chars = value.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if c.is_ascii_alphabetic() => {
+                        serial.protocol = Protocol::SimpleFoc { motor: c };
+                    }
+                    _ => return Err(bad("expected one letter, the id the motor is registered under")),
+                }
+            }
+            ("odrive", "axis") => {
+                let axis: u8 =
+                    value.parse().ok().filter(|a| *a <= 1).ok_or_else(|| bad("expected 0 or 1"))?;
+                if let Protocol::ODrive { checksum, .. } = serial.protocol {
+                    serial.protocol = Protocol::ODrive { axis, checksum };
+                }
+            }
+            ("odrive", "checksum") => {
+                let on = match value.to_ascii_lowercase().as_str() {
+                    "on" | "1" | "true" | "yes" => true,
+                    "off" | "0" | "false" | "no" => false,
+                    _ => return Err(bad("expected on or off")),
+                };
+                if let Protocol::ODrive { axis, .. } = serial.protocol {
+                    serial.protocol = Protocol::ODrive { axis, checksum: on };
+                }
+            }
             _ => {
-                return Err(SpecError::UnknownOption {
-                    kind: kind.to_owned(),
-                    key: key.to_owned(),
-                    known: "name, seed".into(),
-                });
+                let known = match kind.as_str() {
+                    "sim" => "name, seed",
+                    "simplefoc" => "name, framing, flow, motor",
+                    "odrive" => "name, framing, flow, axis, checksum",
+                    _ => "name, framing, flow",
+                };
+                return Err(SpecError::UnknownOption { kind, key: key.to_owned(), known: known.into() });
             }
         }
     }
-    config.connection = Connection::Simulated(sim);
+    config.connection = if kind == "sim" { Connection::Simulated(sim) } else { Connection::Serial(serial) };
     Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::Parity;
 
     #[test]
     fn sim_specs() {
@@ -75,5 +161,48 @@ mod tests {
         assert!(matches!(parse_drive_spec("sim,speed=3", 0), Err(SpecError::UnknownOption { .. })));
         assert!(matches!(parse_drive_spec("sim,seed=x", 0), Err(SpecError::BadValue { .. })));
         assert!(matches!(parse_drive_spec("sim,name", 0), Err(SpecError::NotKeyValue(_))));
+    }
+
+    fn serial(spec: &str) -> (String, SerialConnection) {
+        let d = parse_drive_spec(spec, 0).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        match d.connection {
+            Connection::Serial(s) => (d.name, s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn serial_specs() {
+        let (name, s) = serial("simplefoc:/dev/ttyACM0@115200,motor=A,name=left");
+        assert_eq!(name, "left");
+        assert_eq!(s.link.port, "/dev/ttyACM0");
+        assert_eq!(s.link.baud, 115_200);
+        assert_eq!(s.protocol, Protocol::SimpleFoc { motor: 'A' });
+        let (_, s) = serial("odrive:/dev/ttyACM1,axis=1,checksum=on");
+        assert_eq!(s.link.baud, 115_200, "default baud");
+        assert_eq!(s.protocol, Protocol::ODrive { axis: 1, checksum: true });
+        let (_, s) = serial("plotter:/dev/pts/7@2000000,framing=8E2,flow=hardware");
+        assert_eq!((s.link.baud, s.link.parity, s.link.stop_bits), (2_000_000, Parity::Even, 2));
+        assert_eq!(s.link.flow_control, FlowControl::Hardware);
+        assert_eq!(s.protocol, Protocol::Plotter);
+    }
+
+    #[test]
+    fn bad_serial_specs_name_the_problem() {
+        let cases = [
+            ("odrive", "needs a port"),
+            ("odrive:", "needs a port"),
+            ("odrive:/dev/x@fast", "baud"),
+            ("odrive:/dev/x@0", "baud"),
+            ("odrive:/dev/x,axis=2", "0 or 1"),
+            ("simplefoc:/dev/x,motor=MM", "one letter"),
+            ("simplefoc:/dev/x,axis=0", "unknown option"),
+            ("plotter:/dev/x,framing=9Z9", "framing"),
+            ("vesc:/dev/x", "unknown drive kind"),
+        ];
+        for (spec, want) in cases {
+            let err = parse_drive_spec(spec, 0).err().unwrap_or_else(|| panic!("{spec} parsed"));
+            assert!(err.to_string().contains(want), "{spec}: {err}");
+        }
     }
 }

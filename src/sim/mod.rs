@@ -19,6 +19,8 @@
 //!   and the same calls give bit-identical telemetry.
 
 mod control;
+pub mod device;
+pub mod emulator;
 mod motor;
 mod params;
 #[cfg(test)]
@@ -130,7 +132,7 @@ impl SimConfig {
 }
 
 /// One telemetry sample of all signals, taken at a control instant.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TelemetryFrame {
     /// Simulation time of this frame.
     pub t_s: f64,

@@ -12,11 +12,13 @@ use crate::drive::{Command, ControlMode, DriveState};
 use crate::project::{DriveConfig, Project};
 use crate::worker::RepaintFn;
 
+use super::console::ConsolePanel;
 use super::control::ControlPanel;
-use super::drive_list::DriveListPanel;
+use super::drive_list::{DriveListPanel, ListAction};
 use super::files::{FileAction, FileDialogs};
 use super::params::ParamsPanel;
 use super::plots::PlotsPanel;
+use super::serial::SerialDialog;
 use super::status::StatusBar;
 
 /// Time the UI thread may spend per frame moving worker events into the store.
@@ -65,6 +67,10 @@ pub struct BenchApp {
     pub params: ParamsPanel,
     pub plots: PlotsPanel,
     pub status: StatusBar,
+    pub serial_dialog: SerialDialog,
+    pub console: ConsolePanel,
+    /// The console panel under the plots, for the selected serial drive.
+    pub show_console: bool,
     files: FileDialogs,
     repaint: Option<RepaintFn>,
     frame: u64,
@@ -94,6 +100,9 @@ impl BenchApp {
             params: ParamsPanel::default(),
             plots,
             status: StatusBar::default(),
+            serial_dialog: SerialDialog::default(),
+            console: ConsolePanel::default(),
+            show_console: true,
             files: FileDialogs::default(),
             repaint,
             frame: 0,
@@ -184,6 +193,26 @@ impl BenchApp {
         let index = self.bench.add(config);
         self.bench.connect(index);
         self.selected = Some(self.bench.drives[index].id);
+    }
+
+    /// Adds a drive on a serial port, connects and selects it.
+    pub fn add_serial_drive(&mut self, name: String, connection: crate::project::SerialConnection) {
+        let taken = self.bench.drives.iter().any(|d| d.config.name == name);
+        let name = if taken { self.current_project().free_drive_name() } else { name };
+        let config = DriveConfig {
+            name,
+            connection: crate::project::Connection::Serial(connection),
+            ..DriveConfig::default()
+        };
+        let index = self.bench.add(config);
+        self.bench.connect(index);
+        self.selected = Some(self.bench.drives[index].id);
+    }
+
+    /// Opens the "Add serial drive" window.
+    pub fn open_serial_dialog(&mut self) {
+        let name = self.current_project().free_drive_name();
+        self.serial_dialog.show_with_name(name);
     }
 
     /// E-STOP: every drive, at once.
@@ -300,8 +329,10 @@ impl BenchApp {
             self.status.ui(ui, &self.bench);
         });
         egui::Panel::left("drives").resizable(true).default_size(210.0).show(ui, |ui| {
-            if self.drive_list.ui(ui, &mut self.bench, &mut self.selected) {
-                self.add_simulated_drive();
+            match self.drive_list.ui(ui, &mut self.bench, &mut self.selected) {
+                Some(ListAction::AddSimulated) => self.add_simulated_drive(),
+                Some(ListAction::AddSerial) => self.open_serial_dialog(),
+                None => {}
             }
         });
         egui::Panel::right("control").resizable(true).default_size(330.0).show(ui, |ui| {
@@ -320,9 +351,21 @@ impl BenchApp {
                 }
             });
         });
+        let console_drive = self
+            .selected
+            .and_then(|id| self.bench.index_of(id))
+            .filter(|&i| self.bench.drives[i].is_serial());
+        if let (true, Some(i)) = (self.show_console, console_drive) {
+            egui::Panel::bottom("console").resizable(true).default_size(190.0).show(ui, |ui| {
+                self.console.ui(ui, &mut self.bench.drives[i]);
+            });
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             self.plots.ui(ui, &self.bench);
         });
+        if let Some((name, connection)) = self.serial_dialog.ui(&ctx) {
+            self.add_serial_drive(name, connection);
+        }
         self.notice_ui(&ctx);
         self.status.frame_time(started.elapsed());
     }
@@ -386,6 +429,10 @@ impl BenchApp {
             if ui.button("Add simulated drive").clicked() {
                 self.add_simulated_drive();
             }
+            if ui.button("Add serial drive…").clicked() {
+                self.open_serial_dialog();
+            }
+            ui.checkbox(&mut self.show_console, "Show serial console");
             if ui.button("Connect all").clicked() {
                 self.bench.connect_all();
             }

@@ -42,6 +42,12 @@ impl ControlPanel {
             ui.label(RichText::new(drive.state.label()).color(state_color(&drive.state)));
         });
         let connected = drive.state.is_connected();
+        if !drive.can_control() {
+            ui.label("Telemetry only: this protocol cannot command the drive. Use the console to send text.");
+            ui.add_space(6.0);
+            self.readouts_ui(ui, drive);
+            return;
+        }
         ui.horizontal(|ui| {
             if !drive.is_running() {
                 ui.label("Not connected: use Connect in the drive list.");

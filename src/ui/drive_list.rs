@@ -1,5 +1,5 @@
 //! The drive list: every drive with its state, selection, connect/disconnect, rename, remove,
-//! and adding a simulated drive.
+//! and adding a simulated or serial drive.
 
 use egui::{Color32, RichText};
 
@@ -24,6 +24,13 @@ pub fn state_dot(ui: &mut egui::Ui, state: &DriveState) -> egui::Response {
     response
 }
 
+/// What the user asked the drive list for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAction {
+    AddSimulated,
+    AddSerial,
+}
+
 #[derive(Default)]
 pub struct DriveListPanel {
     /// Drive being renamed and the text typed so far.
@@ -32,8 +39,13 @@ pub struct DriveListPanel {
 }
 
 impl DriveListPanel {
-    /// Returns true when the user asked for a new simulated drive.
-    pub fn ui(&mut self, ui: &mut egui::Ui, bench: &mut Bench, selected: &mut Option<u64>) -> bool {
+    /// Returns what the user asked for (a new drive), if anything.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        bench: &mut Bench,
+        selected: &mut Option<u64>,
+    ) -> Option<ListAction> {
         ui.heading("Drives");
         let mut remove = None;
         let mut toggle_connect = None;
@@ -115,7 +127,13 @@ impl DriveListPanel {
             }
         }
         ui.add_space(6.0);
-        ui.button("➕ Add simulated drive").clicked()
+        if ui.button("➕ Add simulated drive").clicked() {
+            return Some(ListAction::AddSimulated);
+        }
+        if ui.button("➕ Add serial drive…").clicked() {
+            return Some(ListAction::AddSerial);
+        }
+        None
     }
 
     fn rename(&mut self, bench: &mut Bench, index: usize, name: String) {

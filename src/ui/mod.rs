@@ -2,11 +2,13 @@
 //! wrapper that adds persistence (recent projects) and the scripted screenshot mode.
 
 pub mod app;
+pub mod console;
 pub mod control;
 pub mod drive_list;
 pub mod files;
 pub mod params;
 pub mod plots;
+pub mod serial;
 pub mod status;
 
 use std::path::PathBuf;

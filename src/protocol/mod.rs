@@ -1,0 +1,290 @@
+//! Protocol codecs: pure state machines between drive commands and the bytes on a link.
+//!
+//! A codec never touches a port, a thread or a clock: the serial backend feeds it the bytes
+//! it read (with the session time they arrived at), asks it to encode commands, and calls
+//! [`Codec::poll`] periodically for requests, keep-alives and reply timeouts. Everything it
+//! wants written comes back in [`CodecOut::tx`]. This keeps every codec testable with byte
+//! vectors and lets the same code run against a real port or a pseudo-terminal.
+//!
+//! Codecs convert vendor units (rad/s, turns/s, mA) to the canonical signals (`speed_rpm`,
+//! `current_a`, `position_rev`, `voltage_v`, `temperature_c`) at the edge.
+
+pub mod odrive;
+pub mod plotter;
+pub mod simplefoc;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::drive::{Command, ControlMode, Event, ParamSpec, Sample, SignalSpec};
+
+/// The protocols drivebench speaks over a serial link, with their options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// Arduino Serial Plotter lines (`label:value`, or bare numbers): telemetry only.
+    Plotter,
+    /// SimpleFOC Commander; `motor` is the command id the motor is registered under.
+    SimpleFoc { motor: char },
+    /// ODrive ASCII protocol (firmware 0.5.x); `axis` 0 or 1; `checksum` appends `*NN` to
+    /// every line and expects checksummed replies.
+    ODrive { axis: u8, checksum: bool },
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol::SimpleFoc { motor: 'M' }
+    }
+}
+
+impl Protocol {
+    /// The name used on the command line and in project files (`plotter`, `simplefoc`, `odrive`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Protocol::Plotter => "plotter",
+            Protocol::SimpleFoc { .. } => "simplefoc",
+            Protocol::ODrive { .. } => "odrive",
+        }
+    }
+
+    /// A human label for the UI.
+    pub fn label(&self) -> String {
+        match self {
+            Protocol::Plotter => "Serial Plotter".into(),
+            Protocol::SimpleFoc { motor } => format!("SimpleFOC (motor {motor})"),
+            Protocol::ODrive { axis, checksum } => {
+                format!("ODrive ASCII (axis {axis}{})", if *checksum { ", checksum" } else { "" })
+            }
+        }
+    }
+
+    /// The usual baud rate of the protocol's devices.
+    pub fn default_baud(&self) -> u32 {
+        115_200
+    }
+
+    /// Builds the codec for this protocol.
+    pub fn codec(&self) -> Box<dyn Codec> {
+        match self {
+            Protocol::Plotter => Box::new(plotter::PlotterCodec::new()),
+            Protocol::SimpleFoc { motor } => Box::new(simplefoc::SimpleFocCodec::new(*motor)),
+            Protocol::ODrive { axis, checksum } => Box::new(odrive::ODriveCodec::new(*axis, *checksum)),
+        }
+    }
+
+    /// Checks the options (motor id, axis).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Protocol::Plotter => Ok(()),
+            Protocol::SimpleFoc { motor } => {
+                if motor.is_ascii_alphabetic() {
+                    Ok(())
+                } else {
+                    Err(format!("SimpleFOC motor id must be a letter, not {motor:?}"))
+                }
+            }
+            Protocol::ODrive { axis, .. } => {
+                if *axis <= 1 {
+                    Ok(())
+                } else {
+                    Err(format!("ODrive axis must be 0 or 1, not {axis}"))
+                }
+            }
+        }
+    }
+}
+
+/// What a codec step produced: bytes to write, samples, and events for the UI.
+#[derive(Debug, Default)]
+pub struct CodecOut {
+    /// Bytes to write to the link, in order.
+    pub tx: Vec<u8>,
+    /// Telemetry; `signal` indexes the codec's signal list.
+    pub samples: Vec<Sample>,
+    /// State changes, parameter values, mode reports, refusals, log lines. A codec whose
+    /// signal list grows (Serial Plotter labels) sends `Event::Signals` with the whole list;
+    /// existing indices never change.
+    pub events: Vec<Event>,
+}
+
+impl CodecOut {
+    pub fn new() -> Self {
+        CodecOut::default()
+    }
+
+    pub fn clear(&mut self) {
+        self.tx.clear();
+        self.samples.clear();
+        self.events.clear();
+    }
+}
+
+/// Why a codec cannot carry out a command.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum CodecError {
+    #[error("{0} is not supported by this protocol")]
+    Unsupported(String),
+    #[error("unknown parameter `{0}`")]
+    UnknownParam(String),
+    #[error("{0} is read-only")]
+    ReadOnly(String),
+    #[error("a {wanted} setpoint is not applied: the drive is in {active} mode")]
+    WrongMode { wanted: String, active: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a raw console line would do, as far as the codec can tell. The bench checks the
+/// recognised kinds against the project limits before the line is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawIntent {
+    /// Sets the setpoint of a mode (value in the canonical unit: A, rpm, rev).
+    Setpoint(ControlMode, f64),
+    /// Writes a catalogue parameter (value in the catalogue's unit).
+    Param(String, f64),
+    /// Writes a setting that is not in the catalogue but limits the motor (a current or
+    /// speed limit the codec knows of): refused from the console.
+    Guarded(String),
+    /// Anything else: reads, queries, configuration the codec does not interpret.
+    Other,
+}
+
+/// One protocol's host side.
+pub trait Codec: Send {
+    /// The telemetry signals, canonical names first. Sample indices refer to this list.
+    fn signals(&self) -> Vec<SignalSpec>;
+    /// The parameter catalogue: keys, units (canonical where the drive's unit converts),
+    /// ranges, read-only flags.
+    fn params(&self) -> Vec<ParamSpec>;
+    /// Whether the protocol can command the motor at all (Serial Plotter cannot).
+    fn can_control(&self) -> bool {
+        true
+    }
+    /// Called once the link is open: set-up requests (reply format, telemetry stream) and
+    /// the first state read.
+    fn start(&mut self, now_s: f64, out: &mut CodecOut);
+    /// Encodes one command. Results that need the drive's reply (parameter values, state)
+    /// arrive later through [`Codec::feed`]. `Connect`/`Disconnect` are handled by the link.
+    fn command(&mut self, cmd: &Command, now_s: f64, out: &mut CodecOut) -> Result<(), CodecError>;
+    /// The fastest stop the protocol offers, encoded into `out.tx`.
+    fn estop(&mut self, now_s: f64, out: &mut CodecOut);
+    /// A raw console line, framed the protocol's way (line end, checksum).
+    fn raw(&mut self, text: &str, now_s: f64, out: &mut CodecOut);
+    /// What a raw console line would do (see [`RawIntent`]).
+    fn raw_intent(&self, text: &str) -> RawIntent {
+        let _ = text;
+        RawIntent::Other
+    }
+    /// Bytes read from the link, arrived at session time `now_s`.
+    fn feed(&mut self, bytes: &[u8], now_s: f64, out: &mut CodecOut);
+    /// Periodic work: telemetry requests, watchdog feeding, reply timeouts.
+    fn poll(&mut self, now_s: f64, out: &mut CodecOut);
+    /// How often [`Codec::poll`] should run.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+    /// Bytes that disable the power stage before the link closes.
+    fn stop(&mut self, now_s: f64, out: &mut CodecOut);
+}
+
+/// Formats a number for a text protocol: at most `decimals` decimals, trailing zeros and a
+/// trailing point removed, never exponent notation, `-0` written as `0`.
+pub fn format_decimal(value: f64, decimals: usize) -> String {
+    let mut s = format!("{value:.decimals$}");
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    if s == "-0" {
+        s = "0".into();
+    }
+    s
+}
+
+/// Splits a byte stream into lines. A line ends at any of the `terminators`; empty lines are
+/// skipped. A line longer than `max_len` is dropped up to its terminator (and reported by
+/// [`LineSplitter::overflows`]), so garbage without line ends cannot grow memory.
+#[derive(Debug, Clone)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    terminators: &'static [u8],
+    max_len: usize,
+    discarding: bool,
+    overflows: u64,
+}
+
+impl LineSplitter {
+    pub fn new(terminators: &'static [u8], max_len: usize) -> Self {
+        LineSplitter { buf: Vec::new(), terminators, max_len, discarding: false, overflows: 0 }
+    }
+
+    /// Feeds bytes; calls `line` for every complete non-empty line (terminator removed).
+    pub fn feed(&mut self, bytes: &[u8], mut line: impl FnMut(&[u8])) {
+        for &b in bytes {
+            if self.terminators.contains(&b) {
+                if !self.discarding && !self.buf.is_empty() {
+                    line(&self.buf);
+                }
+                self.buf.clear();
+                self.discarding = false;
+            } else if self.discarding {
+            } else if self.buf.len() >= self.max_len {
+                self.buf.clear();
+                self.discarding = true;
+                self.overflows += 1;
+            } else {
+                self.buf.push(b);
+            }
+        }
+    }
+
+    /// The bytes of the unfinished line.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Drops the unfinished line (e.g. the partial first line after opening a port).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.discarding = false;
+    }
+
+    /// Lines dropped for being too long.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
+    }
+}
+
+pub const RAD_S_PER_RPM: f64 = std::f64::consts::TAU / 60.0;
+pub const RPM_PER_RAD_S: f64 = 60.0 / std::f64::consts::TAU;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_trimmed() {
+        assert_eq!(format_decimal(1.2, 3), "1.2");
+        assert_eq!(format_decimal(20.0, 3), "20");
+        assert_eq!(format_decimal(-0.0001, 3), "0");
+        assert_eq!(format_decimal(-2.5, 6), "-2.5");
+        assert_eq!(format_decimal(1e20, 2), "100000000000000000000");
+    }
+
+    #[test]
+    fn splitter_handles_terminators_and_overflow() {
+        let mut s = LineSplitter::new(b"\r\n", 8);
+        let mut lines = Vec::new();
+        s.feed(b"ab\r\ncd\nxxxxxxxxxxxx\nef", |l| lines.push(l.to_vec()));
+        assert_eq!(lines, vec![b"ab".to_vec(), b"cd".to_vec()]);
+        assert_eq!(s.pending(), b"ef");
+        assert_eq!(s.overflows(), 1);
+        s.feed(b"\n", |l| lines.push(l.to_vec()));
+        assert_eq!(lines.last().unwrap(), b"ef");
+    }
+}

@@ -1,0 +1,367 @@
+//! Arduino Serial Plotter lines: one sample per line, `label:value` fields or bare numbers,
+//! separated by runs of comma, space or tab. Telemetry only: every label becomes a signal
+//! named as sent (bare numbers become `value 1`, `value 2`, … by position). The console can
+//! still send any text line to the sketch.
+
+use crate::drive::{Command, Event, ParamSpec, Sample, SignalSpec};
+use crate::protocol::{Codec, CodecError, CodecOut, LineSplitter};
+
+/// The longest line kept; longer input is dropped up to its line end.
+const MAX_LINE: usize = 4096;
+/// More signals than this from one port is taken as garbage, not telemetry.
+pub const MAX_SIGNALS: usize = 64;
+
+/// The Serial Plotter host side.
+pub struct PlotterCodec {
+    lines: LineSplitter,
+    signals: Vec<SignalSpec>,
+    /// The first line after opening the port may be cut: it is dropped, as the IDE does.
+    first_line_pending: bool,
+    /// Labels refused because the signal list was full (reported once).
+    overflow_reported: bool,
+    unparsed_logged: u64,
+}
+
+impl Default for PlotterCodec {
+    fn default() -> Self {
+        PlotterCodec::new()
+    }
+}
+
+impl PlotterCodec {
+    pub fn new() -> Self {
+        PlotterCodec {
+            lines: LineSplitter::new(b"\n", MAX_LINE),
+            signals: Vec::new(),
+            first_line_pending: true,
+            overflow_reported: false,
+            unparsed_logged: 0,
+        }
+    }
+
+    fn signal_index(&mut self, name: &str, out: &mut CodecOut) -> Option<u16> {
+        if let Some(i) = self.signals.iter().position(|s| s.name == name) {
+            return Some(i as u16);
+        }
+        if self.signals.len() >= MAX_SIGNALS {
+            if !self.overflow_reported {
+                self.overflow_reported = true;
+                out.events.push(Event::Log(format!(
+                    "more than {MAX_SIGNALS} different labels: `{name}` and later new labels are ignored"
+                )));
+            }
+            return None;
+        }
+        self.signals.push(SignalSpec::new(name, unit_for(name)));
+        out.events.push(Event::Signals(self.signals.clone()));
+        Some((self.signals.len() - 1) as u16)
+    }
+
+    fn line(&mut self, raw: &[u8], now_s: f64, out: &mut CodecOut) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = String::from_utf8_lossy(raw);
+        let fields = parse_line(&text);
+        if fields.is_empty() {
+            if !text.trim().is_empty() && self.unparsed_logged < 20 {
+                self.unparsed_logged += 1;
+                out.events.push(Event::Log(format!("not a plotter line: {}", abbreviate(&text))));
+            }
+            return;
+        }
+        for (name, value) in fields {
+            let Some(value) = value else { continue };
+            if let Some(signal) = self.signal_index(&name, out) {
+                out.samples.push(Sample { t_s: now_s, signal, value });
+            }
+        }
+    }
+}
+
+/// Unit guessed from a canonical name's suffix (`speed_rpm` → rpm); empty otherwise.
+fn unit_for(name: &str) -> &'static str {
+    let suffixes: [(&str, &str); 9] = [
+        ("_rpm", "rpm"),
+        ("_a", "A"),
+        ("_ma", "mA"),
+        ("_v", "V"),
+        ("_c", "°C"),
+        ("_rev", "rev"),
+        ("_rad", "rad"),
+        ("_rad_s", "rad/s"),
+        ("_nm", "N·m"),
+    ];
+    let lower = name.to_ascii_lowercase();
+    suffixes.iter().filter(|(s, _)| lower.ends_with(s)).max_by_key(|(s, _)| s.len()).map_or("", |(_, u)| u)
+}
+
+fn abbreviate(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if text.chars().count() > 60 {
+        s.push('…');
+    }
+    s
+}
+
+/// JavaScript `parseFloat`: the longest numeric prefix after leading white space (so `12abc`
+/// is 12); `None` where JavaScript gives NaN. Infinite values are refused as well.
+pub fn parse_float_prefix(text: &str) -> Option<f64> {
+    let t = text.trim_start();
+    let b = t.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let digits_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let mut mantissa_digits = i - digits_start;
+    if i < b.len() && b[i] == b'.' {
+        let frac_start = i + 1;
+        let mut j = frac_start;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        mantissa_digits += j - frac_start;
+        if mantissa_digits > 0 {
+            i = j;
+        }
+    }
+    if mantissa_digits == 0 {
+        return None;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let exp_start = j;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j > exp_start {
+            i = j;
+        }
+    }
+    t[..i].parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Splits one line into `(name, value)` pairs by the Serial Plotter rules. A value that is
+/// not a number is `None` (the label still names a signal the sender uses).
+pub fn parse_line(line: &str) -> Vec<(String, Option<f64>)> {
+    let fields: Vec<&str> = line.split([',', ' ', '\t']).filter(|f| !f.is_empty()).collect();
+    let labelled = line.find(':').is_some_and(|pos| pos > 0);
+    if labelled {
+        fields
+            .iter()
+            .filter_map(|f| {
+                let (label, value) = f.split_once(':')?;
+                if label.is_empty() || value.is_empty() {
+                    return None;
+                }
+                Some((label.to_owned(), parse_float_prefix(value)))
+            })
+            .collect()
+    } else {
+        fields.iter().enumerate().map(|(i, f)| (format!("value {}", i + 1), parse_float_prefix(f))).collect()
+    }
+}
+
+impl Codec for PlotterCodec {
+    fn signals(&self) -> Vec<SignalSpec> {
+        self.signals.clone()
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
+    fn can_control(&self) -> bool {
+        false
+    }
+
+    fn start(&mut self, _now_s: f64, _out: &mut CodecOut) {
+        self.lines.reset();
+        self.first_line_pending = true;
+    }
+
+    fn command(&mut self, cmd: &Command, _now_s: f64, _out: &mut CodecOut) -> Result<(), CodecError> {
+        match cmd {
+            // Nothing to read or stop: the sketch only prints.
+            Command::ReadAllParams
+            | Command::Disable
+            | Command::EStop
+            | Command::Connect
+            | Command::Disconnect => Ok(()),
+            Command::ReadParam(key) | Command::WriteParam(key, _) => {
+                Err(CodecError::UnknownParam(key.clone()))
+            }
+            other => Err(CodecError::Unsupported(format!(
+                "{} (Serial Plotter is telemetry only; use the console to send text)",
+                command_name(other)
+            ))),
+        }
+    }
+
+    fn estop(&mut self, _now_s: f64, _out: &mut CodecOut) {}
+
+    fn raw(&mut self, text: &str, _now_s: f64, out: &mut CodecOut) {
+        out.tx.extend_from_slice(text.as_bytes());
+        out.tx.push(b'\n');
+    }
+
+    fn feed(&mut self, mut bytes: &[u8], now_s: f64, out: &mut CodecOut) {
+        if self.first_line_pending {
+            // Skip up to and including the first line end.
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.first_line_pending = false;
+                    bytes = &bytes[end + 1..];
+                }
+                None => return,
+            }
+        }
+        let mut lines = std::mem::replace(&mut self.lines, LineSplitter::new(b"\n", 0));
+        lines.feed(bytes, |line| self.line(line, now_s, out));
+        self.lines = lines;
+    }
+
+    fn poll(&mut self, _now_s: f64, _out: &mut CodecOut) {}
+
+    fn stop(&mut self, _now_s: f64, _out: &mut CodecOut) {}
+}
+
+fn command_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Enable => "enable",
+        Command::ResetFaults => "fault reset",
+        Command::SetMode(_) => "mode change",
+        Command::SetSetpoint(..) => "setpoint",
+        _ => "this command",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(codec: &mut PlotterCodec, chunks: &[&[u8]]) -> CodecOut {
+        let mut out = CodecOut::new();
+        for (i, c) in chunks.iter().enumerate() {
+            codec.feed(c, i as f64, &mut out);
+        }
+        out
+    }
+
+    fn values(codec: &PlotterCodec, out: &CodecOut) -> Vec<(String, f64)> {
+        out.samples.iter().map(|s| (codec.signals[s.signal as usize].name.clone(), s.value)).collect()
+    }
+
+    #[test]
+    fn reference_examples_parse() {
+        let v = parse_line("Vq:1.20,vel:9.99,angle:12.30");
+        assert_eq!(
+            v,
+            vec![("Vq".into(), Some(1.2)), ("vel".into(), Some(9.99)), ("angle".into(), Some(12.3))]
+        );
+        let v = parse_line("1.2\t9.99\t12.3");
+        assert_eq!(
+            v,
+            vec![
+                ("value 1".into(), Some(1.2)),
+                ("value 2".into(), Some(9.99)),
+                ("value 3".into(), Some(12.3))
+            ]
+        );
+        let v = parse_line("a:1 b:2,c:3");
+        assert_eq!(v, vec![("a".into(), Some(1.0)), ("b".into(), Some(2.0)), ("c".into(), Some(3.0))]);
+        // Trailing separator tolerated; a field lacking a value dropped.
+        assert_eq!(parse_line("a:1,b:,"), vec![("a".into(), Some(1.0))]);
+        // A colon at position 0 does not make a labelled line.
+        assert_eq!(parse_line(":5 6"), vec![("value 1".into(), None), ("value 2".into(), Some(6.0))]);
+    }
+
+    #[test]
+    fn numbers_follow_parse_float() {
+        assert_eq!(parse_float_prefix("12abc"), Some(12.0));
+        assert_eq!(parse_float_prefix(" -1.5e3x"), Some(-1500.0));
+        assert_eq!(parse_float_prefix(".5"), Some(0.5));
+        assert_eq!(parse_float_prefix("5."), Some(5.0));
+        assert_eq!(parse_float_prefix("1e"), Some(1.0));
+        for nan in ["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-", ".", "abc", ""] {
+            assert_eq!(parse_float_prefix(nan), None, "{nan}");
+        }
+    }
+
+    #[test]
+    fn first_line_is_dropped_and_partial_last_line_buffered() {
+        let mut c = PlotterCodec::new();
+        let out = feed_all(&mut c, &[b"d:7\r\nspeed_rpm:10,current_a:0.5\r\n", b"speed_rpm:1", b"1\r\n"]);
+        assert_eq!(
+            values(&c, &out),
+            vec![("speed_rpm".into(), 10.0), ("current_a".into(), 0.5), ("speed_rpm".into(), 11.0)]
+        );
+        assert_eq!(c.signals[0].unit, "rpm");
+        assert_eq!(c.signals[1].unit, "A");
+        assert!(!c.signals.iter().any(|s| s.name == "d"), "the cut first line is dropped");
+        // Timestamps are those of the chunk that completed each line.
+        assert_eq!(out.samples.iter().map(|s| s.t_s).collect::<Vec<_>>(), vec![0.0, 0.0, 2.0]);
+        let announced: Vec<usize> = out
+            .events
+            .iter()
+            .filter_map(|e| if let Event::Signals(s) = e { Some(s.len()) } else { None })
+            .collect();
+        assert_eq!(announced, vec![1, 2], "each new label announces the grown list");
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_samples() {
+        let stream: &[u8] =
+            b"junk\nVq:1.20,vel:9.99,angle:12.30\r\n1.2\t9.99\t12.3\na:1 b:2,c:3\nx:nan,y:1e999,z:-0.5\r\n";
+        let mut whole = PlotterCodec::new();
+        let mut out = CodecOut::new();
+        whole.feed(stream, 0.0, &mut out);
+        let expected = values(&whole, &out);
+        assert_eq!(expected.len(), 3 + 3 + 3 + 1);
+        for cut in 0..=stream.len() {
+            let mut c = PlotterCodec::new();
+            let mut o = CodecOut::new();
+            c.feed(&stream[..cut], 0.0, &mut o);
+            c.feed(&stream[cut..], 0.0, &mut o);
+            assert_eq!(values(&c, &o), expected, "cut at {cut}");
+        }
+        let mut c = PlotterCodec::new();
+        let mut o = CodecOut::new();
+        for b in stream {
+            c.feed(std::slice::from_ref(b), 0.0, &mut o);
+        }
+        assert_eq!(values(&c, &o), expected, "byte by byte");
+    }
+
+    #[test]
+    fn garbage_never_panics_and_labels_are_bounded() {
+        let mut c = PlotterCodec::new();
+        let mut out = CodecOut::new();
+        let mut junk = Vec::new();
+        for i in 0..5000u32 {
+            junk.extend_from_slice(format!("l{i}:{i}\n").as_bytes());
+            junk.extend_from_slice(&[0, 0xff, 0xfe, b':', b'\n']);
+        }
+        junk.extend(std::iter::repeat_n(b'x', 100_000));
+        c.feed(&junk, 0.0, &mut out);
+        assert_eq!(c.signals.len(), MAX_SIGNALS);
+        assert!(c.lines.pending().len() <= MAX_LINE);
+        assert!(out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("ignored"))));
+    }
+
+    #[test]
+    fn commands_are_refused_but_raw_text_goes_out() {
+        let mut c = PlotterCodec::new();
+        let mut out = CodecOut::new();
+        assert!(!c.can_control());
+        assert!(c.command(&Command::Enable, 0.0, &mut out).is_err());
+        assert!(c.command(&Command::ReadAllParams, 0.0, &mut out).is_ok());
+        c.raw("speed 600", 0.0, &mut out);
+        assert_eq!(out.tx, b"speed 600\n");
+    }
+}
