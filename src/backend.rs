@@ -5,18 +5,22 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use crate::drive::{Command, ControlMode, Direction, DriveState, Event, Sample, SignalSpec, Traffic};
+use crate::drive::{
+    Command, ControlMode, Direction, DriveState, Event, LimitError, Limits, Sample, SignalSpec, Traffic,
+};
 use crate::link::{LinkInput, SerialLink};
-use crate::project::{Connection, SerialConnection};
-use crate::protocol::{Codec, CodecOut};
+use crate::project::{Connection, DriveConfig, SerialConnection};
+use crate::protocol::{Codec, CodecOut, RawIntent};
 use crate::sim::{SimConfig, SimDrive, TelemetryFrame};
 use crate::worker::{Backend, Clock, Connected};
 
-/// The backend for a project connection.
-pub fn for_connection(connection: &Connection, clock: Clock) -> Box<dyn Backend> {
-    match connection {
+/// The backend for a project drive.
+pub fn for_drive(config: &DriveConfig, clock: Clock) -> Box<dyn Backend> {
+    match &config.connection {
         Connection::Simulated(cfg) => Box::new(SimBackend::new(cfg.clone())),
-        Connection::Serial(serial) => Box::new(SerialBackend::new(serial.clone(), clock)),
+        Connection::Serial(serial) => {
+            Box::new(SerialBackend::new(serial.clone(), config.limits.clone(), clock))
+        }
     }
 }
 
@@ -26,6 +30,9 @@ const MAX_CHUNKS_PER_SERVICE: usize = 256;
 /// A drive on a serial port: the link plus the protocol's codec.
 pub struct SerialBackend {
     connection: SerialConnection,
+    /// The project limits: console lines are held to them here, where the codec knows the
+    /// drive's present mode.
+    limits: Limits,
     clock: Clock,
     codec: Box<dyn Codec>,
     link: Option<SerialLink>,
@@ -36,16 +43,36 @@ pub struct SerialBackend {
 }
 
 impl SerialBackend {
-    pub fn new(connection: SerialConnection, clock: Clock) -> Self {
+    pub fn new(connection: SerialConnection, limits: Limits, clock: Clock) -> Self {
         let codec = connection.protocol.codec();
         SerialBackend {
             connection,
+            limits,
             clock,
             codec,
             link: None,
             out: CodecOut::new(),
             early: Vec::new(),
             traffic: Vec::new(),
+        }
+    }
+
+    /// What a console line would do, checked against the project limits.
+    fn check_raw(&self, text: &str) -> Result<(), String> {
+        match self.codec.raw_intent(text) {
+            RawIntent::Setpoint(mode, value) => {
+                self.limits.check_setpoint(mode, value).map_err(|e| e.to_string())
+            }
+            RawIntent::Param(key, value) => {
+                let params = self.codec.params();
+                let spec = params
+                    .iter()
+                    .find(|p| p.key == key)
+                    .ok_or_else(|| LimitError::UnknownParam { key: key.clone() }.to_string())?;
+                self.limits.check_param(spec, value).map_err(|e| e.to_string())
+            }
+            RawIntent::Guarded(why) => Err(why),
+            RawIntent::Other => Ok(()),
         }
     }
 
@@ -120,10 +147,13 @@ impl Backend for SerialBackend {
                 self.codec.estop(now_s, &mut self.out);
                 Ok(())
             }
-            Command::Raw(text) => {
-                self.codec.raw(text, now_s, &mut self.out);
-                Ok(())
-            }
+            Command::Raw(text) => match self.check_raw(text) {
+                Ok(()) => {
+                    self.codec.raw(text, now_s, &mut self.out);
+                    Ok(())
+                }
+                Err(why) => Err(format!("not sent: {why}")),
+            },
             other => self.codec.command(other, now_s, &mut self.out).map_err(|e| e.to_string()),
         };
         let mut samples = Vec::new();

@@ -12,7 +12,6 @@ use crate::backend;
 use crate::console::Console;
 use crate::drive::{Command, ControlMode, DriveState, Event, LimitError, ParamSpec, Sample, SignalSpec};
 use crate::project::{Connection, DriveConfig, Project};
-use crate::protocol::{Codec, RawIntent};
 use crate::telemetry::Series;
 use crate::worker::{Clock, RepaintFn, SendError, Worker};
 
@@ -78,15 +77,12 @@ pub struct DriveRuntime {
     pub messages: VecDeque<(f64, String)>,
     /// Traffic on a serial drive's link.
     pub console: Console,
-    /// The drive's codec, used on this side only to tell what a console line would do.
-    classifier: Option<Box<dyn Codec>>,
     capacity: usize,
     clock: Clock,
 }
 
 impl DriveRuntime {
     fn new(id: u64, config: DriveConfig, capacity: usize, clock: Clock) -> Self {
-        let classifier = config.connection.serial().map(|s| s.protocol.codec());
         DriveRuntime {
             id,
             mode: config.mode,
@@ -102,7 +98,6 @@ impl DriveRuntime {
             rate: RateMeter::default(),
             messages: VecDeque::new(),
             console: Console::new(),
-            classifier,
             capacity,
             clock,
         }
@@ -115,7 +110,7 @@ impl DriveRuntime {
 
     /// False for telemetry-only drives (Serial Plotter): no enable, setpoints or e-stop.
     pub fn can_control(&self) -> bool {
-        self.classifier.as_ref().is_none_or(|c| c.can_control())
+        self.config.connection.serial().is_none_or(|s| s.protocol.can_control())
     }
 
     pub fn name(&self) -> &str {
@@ -148,7 +143,7 @@ impl DriveRuntime {
     pub fn connect(&mut self, repaint: Option<RepaintFn>) {
         let clock = self.clock;
         if self.worker.is_none() {
-            let backend = backend::for_connection(&self.config.connection, clock);
+            let backend = backend::for_drive(&self.config, clock);
             self.worker = Some(Worker::spawn(&self.config.name, backend, clock, repaint));
         }
         if let Some(w) = &self.worker
@@ -189,20 +184,8 @@ impl DriveRuntime {
                     return Err(CommandError::Envelope(why));
                 }
             }
-            Command::Raw(text) => {
-                let intent = self.classifier.as_ref().map_or(RawIntent::Other, |c| c.raw_intent(text));
-                match intent {
-                    RawIntent::Setpoint(mode, value) => self.config.limits.check_setpoint(mode, value)?,
-                    RawIntent::Param(key, value) => {
-                        let spec = self
-                            .param_spec(&key)
-                            .ok_or_else(|| LimitError::UnknownParam { key: key.clone() })?;
-                        self.config.limits.check_param(spec, value)?;
-                    }
-                    RawIntent::Guarded(why) => return Err(CommandError::Envelope(why)),
-                    RawIntent::Other => {}
-                }
-            }
+            // A console line is checked in the worker, by the codec that knows the drive's
+            // present mode, against the limits the backend was built with.
             _ => {}
         }
         let worker = self.worker.as_ref().ok_or(CommandError::NotConnected)?;
@@ -374,14 +357,7 @@ impl Drop for DriveRuntime {
 }
 
 fn command_text(cmd: &Command) -> String {
-    match cmd {
-        Command::SetSetpoint(mode, v) => {
-            format!("{} setpoint {v} {}", mode.label().to_lowercase(), mode.unit())
-        }
-        Command::WriteParam(k, v) => format!("write {k} = {v}"),
-        Command::Raw(t) => format!("console line `{t}`"),
-        other => format!("{other:?}").to_lowercase(),
-    }
+    cmd.describe()
 }
 
 /// Every drive of the running bench on one clock.

@@ -35,6 +35,8 @@ pub enum HeadlessError {
     BadDuration(f64),
     #[error("drive `{drive}` did not connect within {timeout_s} s (state: {state})")]
     ConnectTimeout { drive: String, timeout_s: u64, state: String },
+    #[error("drive `{drive}` did not connect: {state}")]
+    ConnectFailed { drive: String, state: String },
     #[error("drive `{drive}`: {error}")]
     Command { drive: String, error: CommandError },
     #[error("cannot create {path}: {source}")]
@@ -90,6 +92,12 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             .all(|d| d.state.is_connected() && !d.signals.is_empty() && d.envelope_violation().is_none())
         {
             break;
+        }
+        // A drive that failed to open (no port, busy, no permission) will not come: say so now.
+        if let Some(d) =
+            bench.drives.iter().find(|d| matches!(d.state, DriveState::Fault(_)) && d.signals.is_empty())
+        {
+            return Err(HeadlessError::ConnectFailed { drive: d.name().to_owned(), state: d.state.label() });
         }
         if Instant::now() >= deadline {
             let d = bench
@@ -247,7 +255,7 @@ pub struct ParamLine {
 impl std::fmt::Display for ParamLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.value {
-            Some(v) => write!(f, "{} = {v}", self.key)?,
+            Some(v) => write!(f, "{} = {}", self.key, significant(v, 9))?,
             None => write!(f, "{} = ?", self.key)?,
         }
         if !self.unit.is_empty() {
@@ -258,6 +266,19 @@ impl std::fmt::Display for ParamLine {
         }
         Ok(())
     }
+}
+
+/// A value to `digits` significant digits, without float noise such as 3000.0000538677796
+/// from a unit conversion, and without trailing zeros.
+pub fn significant(v: f64, digits: i32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (digits - 1 - magnitude).clamp(0, 17) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    if s == "-0" { "0".into() } else { s.to_owned() }
 }
 
 /// How long one parameter read or write may take.
@@ -344,7 +365,7 @@ fn params_on(bench: &mut Bench, opts: &ParamOptions) -> Result<Vec<ParamLine>, P
             break;
         }
         if let DriveState::Fault(text) = &d.state
-            && !d.is_running()
+            && (!d.is_running() || d.catalogue.is_empty())
         {
             return Err(ParamsError::Lost(text.clone()));
         }
@@ -430,5 +451,20 @@ fn line_for(d: &DriveRuntime, key: &str, with_note: bool) -> ParamLine {
             let access = if s.read_only { ", read-only" } else { "" };
             format!("{}; {} … {}{access}", s.label, s.min, s.max)
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_print_without_conversion_noise() {
+        assert_eq!(significant(3000.0000538677796, 9), "3000.00005");
+        assert_eq!(significant(3000.0000000001, 9), "3000");
+        assert_eq!(significant(0.558505, 9), "0.558505");
+        assert_eq!(significant(-1.5e-7, 9), "-0.00000015");
+        assert_eq!(significant(0.0, 9), "0");
+        assert_eq!(significant(1234567890123.0, 9), "1234567890123");
     }
 }

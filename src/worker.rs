@@ -346,11 +346,11 @@ impl WorkerLoop {
                 events.push(Event::State(DriveState::Disconnected));
             }
             cmd if !self.connected => {
-                events.push(Event::Refused(format!("{cmd:?}: the drive is not connected")));
+                events.push(Event::Refused(format!("{}: the drive is not connected", cmd.describe())));
             }
             cmd => {
                 if let Err(e) = self.backend.command(&cmd, now_s, events) {
-                    events.push(Event::Refused(format!("{cmd:?}: {e}")));
+                    events.push(Event::Refused(format!("{}: {e}", cmd.describe())));
                 }
             }
         }
@@ -362,12 +362,11 @@ impl WorkerLoop {
     /// out first once there is room. Samples are dropped and counted instead.
     fn flush(&mut self, samples: &mut Vec<Sample>, events: &mut Vec<Event>) {
         let mut sent = false;
+        let mut traffic = Vec::new();
         for ev in events.drain(..) {
-            if let Event::Traffic(_) = ev {
-                // Console traffic is a view, like samples: it never holds up control events.
-                if self.control.is_empty() && self.events.try_send(ev).is_ok() {
-                    sent = true;
-                }
+            if let Event::Traffic(chunks) = ev {
+                // Console traffic is a view, like samples: it goes after the control events.
+                traffic.extend(chunks);
                 continue;
             }
             if let Event::Dropped(_) = ev {
@@ -389,6 +388,12 @@ impl WorkerLoop {
                     break;
                 }
             }
+        }
+        if !traffic.is_empty()
+            && self.control.is_empty()
+            && self.events.try_send(Event::Traffic(traffic)).is_ok()
+        {
+            sent = true;
         }
         if !samples.is_empty() {
             let batch = std::mem::replace(samples, Vec::with_capacity(samples.capacity()));

@@ -227,3 +227,93 @@ fn dragging_a_plot_pauses_following_and_hover_reads_values() {
     );
     assert!(readout.values.iter().any(|(name, _, _)| name.starts_with("right.")), "{readout:?}");
 }
+
+/// A SimpleFOC drive emulated on a pseudo-terminal in this process, stopped when dropped.
+struct EmulatedDrive {
+    path: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmulatedDrive {
+    fn start() -> EmulatedDrive {
+        let protocol = drivebench::protocol::Protocol::SimpleFoc { motor: 'M' };
+        let mut emu =
+            drivebench::sim::emulator::Emulator::new(&protocol, 200.0, &Default::default()).unwrap();
+        let path = emu.path().to_owned();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = emu.run(&flag);
+        });
+        EmulatedDrive { path, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EmulatedDrive {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn serial_drive_through_the_dialog_and_its_console() {
+    let emu = EmulatedDrive::start();
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+
+    h.get_by_label("➕ Add serial drive…").click();
+    h.run_steps(2);
+    type_into(&mut h, "Port", &emu.path);
+    h.run_steps(1);
+    h.get_by_label("Add and connect").click();
+    step_until(&mut h, "the serial drive connected and read", |a| {
+        a.bench.drives.len() == 3 && {
+            let d = &a.bench.drives[2];
+            d.state == DriveState::Idle && !d.catalogue.is_empty() && d.values.contains_key("velocity_kp")
+        }
+    });
+    let id = h.state().bench.drives[2].id;
+    assert_eq!(h.state().selected, Some(id));
+    assert!(h.state().bench.drives[2].config.connection.describe().contains(&emu.path));
+
+    // The console shows the set-up traffic; a raw read goes out and its reply comes back.
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Console — drive1").is_some());
+    type_into(&mut h, "Send:", "MVP");
+    step_until(&mut h, "the reply to MVP", |a| {
+        let c = &a.bench.drives[2].console;
+        let sent = c.entries().position(|e| e.dir == drivebench::drive::Direction::Tx && e.bytes == b"MVP\n");
+        sent.is_some_and(|i| {
+            c.entries().skip(i).any(|e| {
+                e.dir == drivebench::drive::Direction::Rx
+                    && String::from_utf8_lossy(&e.bytes).starts_with("MVP")
+            })
+        })
+    });
+    h.get_by_label("Hex").click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("→ 4D 56 50 0A").is_some(), "the sent line in hex");
+
+    // A raw target beyond the project limits is refused on screen and never written.
+    type_into(&mut h, "Send:", "M500");
+    step_until(&mut h, "the refusal", |a| {
+        a.bench.drives[2].last_message().is_some_and(|m| m.starts_with("console line `M500`"))
+    });
+    h.run_steps(2);
+    assert!(h.query_all_by_label_contains("not sent").count() >= 1, "the reason is on screen");
+    assert!(!h.state().bench.drives[2].console.entries().any(|e| e.bytes == b"M500\n"));
+
+    // Pausing the capture holds the view still.
+    h.get_by_label("⏸ Pause capture").click();
+    h.run_steps(2);
+    let held = h.state().bench.drives[2].console.len();
+    h.run_steps(20);
+    std::thread::sleep(Duration::from_millis(100));
+    h.run_steps(5);
+    assert_eq!(h.state().bench.drives[2].console.len(), held);
+    assert!(h.state().bench.drives[2].console.missed() > 0, "the stream kept coming while paused");
+}

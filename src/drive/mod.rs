@@ -69,6 +69,25 @@ pub enum Command {
     Raw(String),
 }
 
+impl Command {
+    /// The command in words, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Command::SetSetpoint(mode, v) => {
+                format!("{} setpoint {v} {}", mode.label().to_lowercase(), mode.unit())
+            }
+            Command::WriteParam(k, v) => format!("write {k} = {v}"),
+            Command::ReadParam(k) => format!("read {k}"),
+            Command::SetMode(m) => format!("{} mode", m.label().to_lowercase()),
+            Command::Raw(t) => format!("console line `{t}`"),
+            Command::ResetFaults => "fault reset".into(),
+            Command::ReadAllParams => "read all parameters".into(),
+            Command::EStop => "E-STOP".into(),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+}
+
 /// What the UI shows for a drive.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum DriveState {

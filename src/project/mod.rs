@@ -71,6 +71,9 @@ impl Default for DriveConfig {
 
 /// How drivebench reaches a drive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Connections are project data, cloned only on connect: boxing the simulator's settings
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Connection {
     /// The built-in simulated motor and drive.
     Simulated(SimConfig),
@@ -350,6 +353,16 @@ impl Project {
                 return Err(format!("drive `{}`: min_position_rev must be below max_position_rev", d.name));
             }
             d.connection.validate().map_err(|e| format!("drive `{}`: {e}", d.name))?;
+            if let Some(s) = d.connection.serial()
+                && let Some(other) = self.drives[..i]
+                    .iter()
+                    .find(|o| o.connection.serial().is_some_and(|os| os.link.port == s.link.port))
+            {
+                return Err(format!(
+                    "drives `{}` and `{}` both use {}: one port carries one drive",
+                    other.name, d.name, s.link.port
+                ));
+            }
             if let Some((k, v)) = d.params.iter().find(|(_, v)| !v.is_finite()) {
                 return Err(format!("drive `{}`: parameter {k} = {v} is not a finite number", d.name));
             }
@@ -463,5 +476,53 @@ mod tests {
         assert_eq!(p.drives.len(), 2);
         assert!(p.drives.iter().all(|d| matches!(d.connection, Connection::Simulated(_))));
         assert_eq!(p, Project::demo(), "projects/demo.ron and the built-in demo bench differ");
+    }
+
+    #[test]
+    fn shipped_serial_examples_load_with_their_protocols() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects");
+        for (file, protocol) in [
+            ("plotter.ron", Protocol::Plotter),
+            ("simplefoc.ron", Protocol::SimpleFoc { motor: 'M' }),
+            ("odrive.ron", Protocol::ODrive { axis: 0, checksum: false }),
+        ] {
+            let p = Project::load(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let serial = p.drives[0].connection.serial().unwrap_or_else(|| panic!("{file}: not serial"));
+            assert_eq!(serial.protocol, protocol, "{file}");
+            assert_eq!((serial.link.baud, serial.link.framing().as_str()), (115_200, "8N1"), "{file}");
+            // Saved and loaded again, nothing changes.
+            let back = Project::from_ron(&p.to_ron().unwrap(), Path::new(file)).unwrap();
+            assert_eq!(back, p, "{file}");
+        }
+    }
+
+    #[test]
+    fn serial_connection_errors_are_reported_and_ports_are_not_shared() {
+        let serial = |port: &str| {
+            Connection::Serial(SerialConnection {
+                link: SerialSettings::new(port, 115_200),
+                protocol: Protocol::SimpleFoc { motor: 'M' },
+            })
+        };
+        let mut p = Project::default();
+        p.drives.push(DriveConfig {
+            name: "a".into(),
+            connection: serial("/dev/ttyACM0"),
+            ..DriveConfig::default()
+        });
+        p.drives.push(DriveConfig {
+            name: "b".into(),
+            connection: serial("/dev/ttyACM0"),
+            ..DriveConfig::default()
+        });
+        let err = p.validate().unwrap_err();
+        assert!(err.contains("/dev/ttyACM0") && err.contains("a") && err.contains("b"), "{err}");
+        p.drives[1].connection = serial("");
+        assert!(p.validate().unwrap_err().contains("no serial port"));
+        p.drives[1].connection = Connection::Serial(SerialConnection {
+            link: SerialSettings::new("/dev/ttyACM1", 115_200),
+            protocol: Protocol::SimpleFoc { motor: '3' },
+        });
+        assert!(p.validate().unwrap_err().contains("letter"));
     }
 }

@@ -59,6 +59,11 @@ impl Protocol {
         }
     }
 
+    /// Whether the protocol can command a motor (Serial Plotter is telemetry only).
+    pub fn can_control(&self) -> bool {
+        !matches!(self, Protocol::Plotter)
+    }
+
     /// The usual baud rate of the protocol's devices.
     pub fn default_baud(&self) -> u32 {
         115_200

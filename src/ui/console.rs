@@ -32,7 +32,7 @@ impl ConsolePanel {
             ui.selectable_value(&mut self.hex, true, "Hex");
             ui.separator();
             let paused = drive.console.paused();
-            if ui.button(if paused { "▶ Resume" } else { "⏸ Pause" }).clicked() {
+            if ui.button(if paused { "▶ Resume capture" } else { "⏸ Pause capture" }).clicked() {
                 drive.console.set_paused(!paused);
             }
             if ui.button("Clear").clicked() {
@@ -89,6 +89,12 @@ impl ConsolePanel {
         });
         if let Some(e) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        // A line refused by the limit check in the drive's worker.
+        if let Some((_, m)) = drive.messages.back()
+            && m.starts_with("console line")
+        {
+            ui.colored_label(ui.visuals().error_fg_color, m);
         }
     }
 

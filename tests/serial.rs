@@ -1,0 +1,370 @@
+//! End to end over pseudo-terminals: `drivebench emulate` serves a simulated drive speaking a
+//! protocol, and `drivebench record` / `drivebench params` talk to it through the real serial
+//! link — the same code that opens `/dev/ttyUSB0`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drivebench");
+
+/// A running `drivebench emulate`, killed when dropped.
+struct Emulator {
+    child: Child,
+    path: String,
+}
+
+impl Emulator {
+    fn start(protocol: &str, extra: &[&str]) -> Emulator {
+        let mut child = Command::new(BIN)
+            .args(["emulate", "--protocol", protocol])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start drivebench emulate");
+        let stdout = child.stdout.take().expect("stdout");
+        // The first line is the device path; it comes at once, before any serving.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let path =
+            rx.recv_timeout(Duration::from_secs(30)).expect("emulate printed no path").trim().to_owned();
+        assert!(path.starts_with("/dev/"), "first line should be a device path, got {path:?}");
+        Emulator { child, path }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run drivebench")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `speed_rpm` values of the last `tail_s` seconds of a recording.
+fn speed_tail(csv_path: &Path, tail_s: f64) -> Vec<f64> {
+    let mut reader = csv::Reader::from_path(csv_path).expect("csv");
+    let headers = reader.headers().expect("headers").clone();
+    let col = headers.iter().position(|h| h.ends_with(".speed_rpm")).expect("a speed_rpm column");
+    let rows: Vec<(f64, Option<f64>)> = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("row");
+            (r[0].parse().expect("time"), r.get(col).and_then(|v| v.parse().ok()))
+        })
+        .collect();
+    let end = rows.last().expect("rows").0;
+    rows.iter().filter(|(t, _)| *t >= end - tail_s).filter_map(|(_, v)| *v).collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty(), "no values");
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn record_speed_step(protocol: &str, spec_extra: &str) -> Vec<f64> {
+    let emu = Emulator::start(protocol, &["--rate", "200"]);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("out.csv");
+    let spec = format!("{protocol}:{}{spec_extra}", emu.path);
+    let out = run(&[
+        "record",
+        "--drive",
+        &spec,
+        "--seconds",
+        "3",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--enable",
+        "--mode",
+        "speed",
+        "--setpoint",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    speed_tail(&csv, 1.0)
+}
+
+#[test]
+fn plotter_telemetry_is_recorded() {
+    let speeds = record_speed_step("plotter", "");
+    // The sketch holds 600 rpm by itself; 200 lines/s for the last second.
+    assert!(speeds.len() >= 100, "{} samples in the last second", speeds.len());
+    let m = median(speeds);
+    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+}
+
+#[test]
+fn simplefoc_speed_step_settles() {
+    let speeds = record_speed_step("simplefoc", ",motor=M");
+    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
+    let m = median(speeds);
+    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+}
+
+#[test]
+fn odrive_speed_step_settles() {
+    let speeds = record_speed_step("odrive", ",axis=0");
+    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
+    let m = median(speeds);
+    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+}
+
+/// `params --set KEY=V --get KEY` prints the value the drive now holds.
+fn round_trip(protocol: &str, key: &str, value: f64) {
+    let emu = Emulator::start(protocol, &[]);
+    let spec = format!("{protocol}:{}", emu.path);
+    let set = format!("{key}={value}");
+    let out = run(&["params", "--drive", &spec, "--set", &set, "--get", key]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with(&format!("{key} = "))).collect();
+    assert_eq!(lines.len(), 2, "one line for the write, one for the read:\n{stdout}");
+    for line in lines {
+        let v: f64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!((v - value).abs() <= 1e-3 * value.abs().max(1.0), "{line}");
+    }
+    // The whole catalogue lists with units and ranges.
+    let out = run(&["params", "--drive", &spec, "--list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.lines().any(|l| l.starts_with(&format!("{key} = {value}"))), "{listing}");
+    assert!(listing.lines().count() >= 5, "{listing}");
+    assert!(listing.contains(" … "), "{listing}");
+}
+
+#[test]
+fn simplefoc_gain_round_trips() {
+    round_trip("simplefoc", "velocity_kp", 0.35);
+}
+
+#[test]
+fn odrive_gain_round_trips() {
+    round_trip("odrive", "vel_gain", 0.25);
+}
+
+#[test]
+fn out_of_range_write_is_refused_before_sending() {
+    let emu = Emulator::start("odrive", &[]);
+    let spec = format!("odrive:{}", emu.path);
+    // 50 A is above the project's 8 A envelope for current limits.
+    let out = run(&["params", "--drive", &spec, "--set", "current_limit_a=50"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("current_limit_a") && err.contains("limit"), "{err}");
+    // The drive still holds its previous value.
+    let out = run(&["params", "--drive", &spec, "--get", "current_limit_a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: f64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(v <= 8.0, "{line}");
+}
+
+#[test]
+fn missing_port_and_unknown_key_are_clear_errors() {
+    let out = run(&["params", "--drive", "odrive:/dev/ttyDOESNOTEXIST9", "--list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/ttyDOESNOTEXIST9") && err.contains("does not exist"), "{err}");
+
+    let emu = Emulator::start("simplefoc", &[]);
+    let spec = format!("simplefoc:{}", emu.path);
+    let out = run(&["params", "--drive", &spec, "--get", "no_such_key"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no_such_key") && err.contains("catalogue"), "{err}");
+}
+
+#[test]
+fn ports_lists_or_says_none() {
+    let out = run(&["ports"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!out.stdout.is_empty());
+}
+
+mod in_process {
+    //! The bench itself (as the GUI uses it) against an emulator thread.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use drivebench::bench::{Bench, DriveRuntime};
+    use drivebench::drive::{Command, ControlMode, Direction, DriveState};
+    use drivebench::link::SerialSettings;
+    use drivebench::project::{Connection, DriveConfig, Project, SerialConnection};
+    use drivebench::protocol::Protocol;
+    use drivebench::sim::SimConfig;
+    use drivebench::sim::emulator::Emulator;
+
+    struct Running {
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn emulate(protocol: &Protocol) -> (String, Running) {
+        let mut emu = Emulator::new(protocol, 200.0, &SimConfig::default()).expect("emulator");
+        let path = emu.path().to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = emu.run(&flag);
+        });
+        (path, Running { stop, thread: Some(thread) })
+    }
+
+    fn bench_for(path: &str, protocol: Protocol) -> Bench {
+        let drive = DriveConfig {
+            name: "dut".into(),
+            connection: Connection::Serial(SerialConnection {
+                link: SerialSettings::new(path, 115_200),
+                protocol,
+            }),
+            ..DriveConfig::default()
+        };
+        let project = Project { drives: vec![drive], ..Project::default() };
+        let mut bench = Bench::new(&project, None);
+        bench.connect_all();
+        bench
+    }
+
+    /// Pumps until `cond` holds; panics with the drive's state and messages after 10 s.
+    fn pump_until(bench: &mut Bench, what: &str, cond: impl Fn(&DriveRuntime) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            bench.pump(Duration::from_millis(10), &mut |_, _, _| {});
+            if cond(&bench.drives[0]) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let d = &bench.drives[0];
+                panic!("timed out waiting for {what}: state {:?}, messages {:?}", d.state, d.messages);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn last(d: &DriveRuntime, signal: &str) -> f64 {
+        d.series(signal).and_then(|s| s.last()).map(|(_, v)| v).unwrap_or(f64::NAN)
+    }
+
+    fn enable_step_console_estop(protocol: Protocol, over_limit_line: &str) {
+        let (path, _emu) = emulate(&protocol);
+        let mut bench = bench_for(&path, protocol);
+        pump_until(&mut bench, "the catalogue read", |d| {
+            d.state.is_connected()
+                && !d.catalogue.is_empty()
+                && d.catalogue.iter().all(|p| d.values.contains_key(&p.key))
+        });
+        let d = &mut bench.drives[0];
+        d.send(Command::SetMode(ControlMode::Speed)).unwrap();
+        d.send(Command::Enable).unwrap();
+        pump_until(&mut bench, "enabled", |d| d.state == DriveState::Enabled);
+        bench.drives[0].send(Command::SetSetpoint(ControlMode::Speed, 600.0)).unwrap();
+        pump_until(&mut bench, "600 rpm", |d| (last(d, "speed_rpm") - 600.0).abs() < 20.0);
+
+        // The console saw both directions.
+        let d = &mut bench.drives[0];
+        assert!(d.console.entries().any(|e| e.dir == Direction::Tx));
+        assert!(d.console.entries().any(|e| e.dir == Direction::Rx));
+        // A raw line the protocol understands as a setpoint is held to the project limits:
+        // refused with the reason, and never written.
+        d.send(Command::Raw(over_limit_line.into())).unwrap();
+        pump_until(&mut bench, "the console line refused", |d| {
+            d.messages.iter().any(|(_, m)| m.contains(over_limit_line) && m.contains("not sent"))
+        });
+        let d = &mut bench.drives[0];
+        let written = d
+            .console
+            .entries()
+            .any(|e| e.dir == Direction::Tx && String::from_utf8_lossy(&e.bytes).contains(over_limit_line));
+        assert!(!written, "the refused line reached the wire");
+        let msg = &d.messages.iter().find(|(_, m)| m.contains("not sent")).unwrap().1;
+        assert!(msg.contains("4000"), "the reason names the limit: {msg}");
+        // E-STOP: the drive reports itself disabled and the motor runs down.
+        bench.estop_all();
+        pump_until(&mut bench, "disabled after E-STOP", |d| d.state != DriveState::Enabled);
+        pump_until(&mut bench, "the motor slowing", |d| last(d, "speed_rpm").abs() < 300.0);
+    }
+
+    #[test]
+    fn simplefoc_drive_on_the_bench() {
+        // 500 rad/s is about 4775 rpm, above the 4000 rpm project limit.
+        enable_step_console_estop(Protocol::SimpleFoc { motor: 'M' }, "M500");
+    }
+
+    #[test]
+    fn odrive_drive_on_the_bench() {
+        // 80 turns/s is 4800 rpm, above the 4000 rpm project limit.
+        enable_step_console_estop(Protocol::ODrive { axis: 0, checksum: false }, "v 0 80");
+    }
+
+    #[test]
+    fn odrive_with_checksums_on_the_bench() {
+        enable_step_console_estop(Protocol::ODrive { axis: 0, checksum: true }, "v 0 80");
+    }
+
+    #[test]
+    fn plotter_labels_become_signals() {
+        let (path, _emu) = emulate(&Protocol::Plotter);
+        let mut bench = bench_for(&path, Protocol::Plotter);
+        pump_until(&mut bench, "plotter signals", |d| {
+            d.signals.len() == 5 && d.series("speed_rpm").is_some_and(|s| s.len() > 50)
+        });
+        let d = &mut bench.drives[0];
+        assert!(!d.can_control());
+        assert_eq!(d.signal_unit("speed_rpm"), Some("rpm"));
+        // Text commands go to the sketch: stop the motor through the console.
+        d.send(Command::Raw("stop".into())).unwrap();
+        pump_until(&mut bench, "the sketch stopping the motor", |d| last(d, "speed_rpm").abs() < 300.0);
+    }
+}
+
+#[test]
+fn record_names_a_missing_port_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("out.csv");
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "record",
+        "--drive",
+        "sim",
+        "--drive",
+        "simplefoc:/dev/ttyGONE7,name=foc",
+        "--seconds",
+        "1",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("foc") && err.contains("/dev/ttyGONE7") && err.contains("does not exist"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8), "it should not wait for the connect timeout");
+}
