@@ -239,6 +239,10 @@ impl BenchApp {
         let Some(enabled_at) = script.enabled_at_s else {
             if self.bench.drives.iter().all(|d| d.state.is_connected()) {
                 script.enabled_at_s = Some(now_s);
+                // Show a serial drive's controls and console, if the bench has one.
+                if let Some(d) = self.bench.drives.iter().find(|d| d.is_serial()) {
+                    self.selected = Some(d.id);
+                }
                 for d in &mut self.bench.drives {
                     let _ = d.send(Command::SetMode(ControlMode::Speed));
                     let _ = d.send(Command::Enable);

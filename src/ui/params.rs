@@ -53,8 +53,11 @@ impl ParamsPanel {
                     } else {
                         let text = self.edits.entry(key.clone()).or_insert_with(|| shown.clone());
                         // Follow the drive's value while the user is not editing this field.
+                        // A fixed size: in a grid cell, a desired width is clipped to last
+                        // frame's column width and never grows.
+                        let height = ui.spacing().interact_size.y;
                         let edit = ui
-                            .add(egui::TextEdit::singleline(text).desired_width(96.0))
+                            .add_sized([96.0, height], egui::TextEdit::singleline(text))
                             .labelled_by(label.id);
                         if !edit.has_focus()
                             && !edit.lost_focus()

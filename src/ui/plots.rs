@@ -121,8 +121,12 @@ impl PlotsPanel {
                 .show_crosshair(true)
                 .y_grid_spacer(nice_grid)
                 .x_grid_spacer(nice_grid)
+                .x_axis_formatter(|mark, _| grid_label(mark))
+                .y_axis_formatter(|mark, _| grid_label(mark))
                 .x_axis_label(if pi + 1 == n { "time [s]" } else { "" })
                 .y_axis_label(unit.clone())
+                // One width for every y axis, so that the linked time axes line up.
+                .y_axis_min_width(64.0)
                 .label_formatter(move |pos| {
                     let (name, p) = match pos {
                         egui_plot::HoverPosition::NearDataPoint { plot_name, position, .. } => {
@@ -308,6 +312,13 @@ impl PlotsPanel {
 
 /// Grid lines on nested 1-2-5 steps (each step divides the next), so a ±8 A plot gets labels
 /// at ±5 rather than only at 0, and labels never mix two spacings.
+/// A grid label with the decimals its step needs: 2.5 on a 0.5 step, 2 on a 1 step.
+fn grid_label(mark: egui_plot::GridMark) -> String {
+    let decimals = (-mark.step_size.log10().floor()).clamp(0.0, 12.0) as usize;
+    let s = format!("{:.decimals$}", mark.value);
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') { s[1..].to_owned() } else { s }
+}
+
 fn nice_grid(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
     let (lo, hi) = input.bounds;
     if !(input.base_step_size > 0.0 && lo.is_finite() && hi.is_finite() && hi > lo) {
@@ -352,4 +363,23 @@ fn signal_names(bench: &Bench) -> Vec<String> {
         }
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(value: f64, step_size: f64) -> String {
+        grid_label(egui_plot::GridMark { value, step_size })
+    }
+
+    #[test]
+    fn grid_labels_carry_the_decimals_of_their_step() {
+        assert_eq!(label(2.5, 0.5), "2.5");
+        assert_eq!(label(-0.5, 0.5), "-0.5");
+        assert_eq!(label(2.0, 1.0), "2");
+        assert_eq!(label(1500.0, 500.0), "1500");
+        assert_eq!(label(0.02, 0.01), "0.02");
+        assert_eq!(label(-0.0, 0.1), "0.0");
+    }
 }
