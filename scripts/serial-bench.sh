@@ -16,17 +16,20 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-start() { # protocol → prints the pseudo-terminal path
-  "$bin" emulate --protocol "$1" --rate 200 >"$work/$1.out" 2>"$work/$1.err" &
+# Start both emulators here (not in a subshell), so that the exit trap can stop them.
+for protocol in simplefoc odrive; do
+  "$bin" emulate --protocol "$protocol" --rate 200 >"$work/$protocol.out" 2>"$work/$protocol.err" &
   pids+=($!)
+done
+path_of() { # protocol → the pseudo-terminal path its emulator printed
   for _ in $(seq 100); do
     [ -s "$work/$1.out" ] && { head -1 "$work/$1.out"; return; }
     sleep 0.05
   done
   echo "emulator for $1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
 }
-foc=$(start simplefoc)
-odrive=$(start odrive)
+foc=$(path_of simplefoc)
+odrive=$(path_of odrive)
 
 cat >"$work/bench.ron" <<RON
 Project(

@@ -368,3 +368,69 @@ fn record_names_a_missing_port_at_once() {
     assert!(err.contains("foc") && err.contains("/dev/ttyGONE7") && err.contains("does not exist"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(8), "it should not wait for the connect timeout");
 }
+
+mod link_loss {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use drivebench::bench::Bench;
+    use drivebench::drive::DriveState;
+    use drivebench::link::SerialSettings;
+    use drivebench::project::{Connection, DriveConfig, Project, SerialConnection};
+    use drivebench::protocol::Protocol;
+    use drivebench::sim::SimConfig;
+    use drivebench::sim::emulator::Emulator;
+
+    #[test]
+    fn a_vanished_port_faults_that_drive_only() {
+        let protocol = Protocol::Plotter;
+        let mut emu = Emulator::new(&protocol, 200.0, &SimConfig::default()).unwrap();
+        let path = emu.path().to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // The emulator owns both ends of the pseudo-terminal: when it ends, the port vanishes.
+        let thread = std::thread::spawn(move || {
+            let _ = emu.run(&flag);
+        });
+        let serial = DriveConfig {
+            name: "wired".into(),
+            connection: Connection::Serial(SerialConnection {
+                link: SerialSettings::new(&path, 115_200),
+                protocol,
+            }),
+            ..DriveConfig::default()
+        };
+        let project = Project {
+            drives: vec![serial, DriveConfig { name: "sim".into(), ..DriveConfig::default() }],
+            ..Project::default()
+        };
+        let mut bench = Bench::new(&project, None);
+        bench.connect_all();
+        let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !cond(bench) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                bench.pump(Duration::from_millis(10), &mut |_, _, _| {});
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        };
+        wait(&mut bench, "telemetry from both", &|b| {
+            b.drives.iter().all(|d| d.series("speed_rpm").is_some_and(|s| s.len() > 10))
+        });
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        wait(&mut bench, "the serial drive faulted", &|b| matches!(b.drives[0].state, DriveState::Fault(_)));
+        let DriveState::Fault(text) = &bench.drives[0].state else { unreachable!() };
+        assert!(text.contains("link lost"), "{text}");
+        // Its history stays; the simulated drive carries on.
+        let kept = bench.drives[0].series("speed_rpm").unwrap().len();
+        assert!(kept > 10);
+        let before = bench.drives[1].series("speed_rpm").unwrap().total_pushed();
+        wait(&mut bench, "the other drive still streaming", &|b| {
+            b.drives[1].series("speed_rpm").unwrap().total_pushed() > before + 100
+        });
+        assert_eq!(bench.drives[1].state, DriveState::Idle);
+        assert_eq!(bench.drives[0].series("speed_rpm").unwrap().len(), kept);
+    }
+}
