@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::bench::{Bench, CommandError, DriveRuntime};
-use crate::drive::{Command, ControlMode, DriveState, Sample, SignalSpec};
+use crate::drive::{Command, ControlMode, DriveState, Sample, SignalSpec, format_significant};
 use crate::project::Project;
 use crate::telemetry::{CsvRecorder, RecordError};
 
@@ -255,7 +255,7 @@ pub struct ParamLine {
 impl std::fmt::Display for ParamLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.value {
-            Some(v) => write!(f, "{} = {}", self.key, significant(v, 9))?,
+            Some(v) => write!(f, "{} = {}", self.key, format_significant(v, 9))?,
             None => write!(f, "{} = ?", self.key)?,
         }
         if !self.unit.is_empty() {
@@ -266,19 +266,6 @@ impl std::fmt::Display for ParamLine {
         }
         Ok(())
     }
-}
-
-/// A value to `digits` significant digits, without float noise such as 3000.0000538677796
-/// from a unit conversion, and without trailing zeros.
-pub fn significant(v: f64, digits: i32) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    let decimals = (digits - 1 - magnitude).clamp(0, 17) as usize;
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
-    if s == "-0" { "0".into() } else { s.to_owned() }
 }
 
 /// How long one parameter read or write may take.
@@ -451,20 +438,5 @@ fn line_for(d: &DriveRuntime, key: &str, with_note: bool) -> ParamLine {
             let access = if s.read_only { ", read-only" } else { "" };
             format!("{}; {} … {}{access}", s.label, s.min, s.max)
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_print_without_conversion_noise() {
-        assert_eq!(significant(3000.0000538677796, 9), "3000.00005");
-        assert_eq!(significant(3000.0000000001, 9), "3000");
-        assert_eq!(significant(0.558505, 9), "0.558505");
-        assert_eq!(significant(-1.5e-7, 9), "-0.00000015");
-        assert_eq!(significant(0.0, 9), "0");
-        assert_eq!(significant(1234567890123.0, 9), "1234567890123");
     }
 }

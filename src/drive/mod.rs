@@ -333,9 +333,36 @@ pub struct Traffic {
     pub bytes: Vec<u8>,
 }
 
+/// A value to `digits` significant digits without trailing zeros, never in exponent form and
+/// never `-0`: 3000.0000538677796 (a unit conversion's noise) prints as `3000.00005` with 9
+/// digits, 1884.955566 as `1884.96` with 6.
+pub fn format_significant(v: f64, digits: i32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { format!("{v}") };
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (digits - 1 - magnitude).clamp(0, 17) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    if s == "-0" { "0".into() } else { s.to_owned() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_print_without_conversion_noise() {
+        assert_eq!(format_significant(3000.0000538677796, 9), "3000.00005");
+        assert_eq!(format_significant(3000.0000000001, 9), "3000");
+        assert_eq!(format_significant(0.558505, 9), "0.558505");
+        assert_eq!(format_significant(-1.5e-7, 9), "-0.00000015");
+        assert_eq!(format_significant(-0.0, 9), "0");
+        assert_eq!(format_significant(1234567890123.0, 9), "1234567890123");
+        assert_eq!(format_significant(1884.955566, 6), "1884.96");
+        assert_eq!(format_significant(-0.0000001, 6), "-0.0000001");
+        assert_eq!(format_significant(f64::NAN, 6), "NaN");
+    }
 
     #[test]
     fn setpoint_outside_limits_is_refused() {

@@ -183,13 +183,9 @@ fn default_jog(mode: ControlMode) -> f64 {
     }
 }
 
-/// A value with about six significant digits and no trailing zeros.
+/// A value with six significant digits and no trailing zeros.
 pub fn format_value(v: f64) -> String {
-    let int_digits = if v.abs() >= 1.0 { v.abs().log10().floor() as i32 + 1 } else { 0 };
-    let decimals = (6 - int_digits).clamp(0, 6) as usize;
-    let s = format!("{v:.decimals$}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" { "0".into() } else { s.to_owned() }
+    crate::drive::format_significant(v, 6)
 }
 
 /// Parses a number typed by the user; a clear message otherwise.
