@@ -59,6 +59,11 @@ impl SerialBackend {
 
     /// What a console line would do, checked against the project limits.
     fn check_raw(&self, text: &str) -> Result<(), String> {
+        // One console line is one command: a line end or other control character inside it
+        // would make the drive run commands the check below never saw.
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(format!("the line holds a control character ({:?}); send one command per line", c));
+        }
         match self.codec.raw_intent(text) {
             RawIntent::Setpoint(mode, value) => {
                 self.limits.check_setpoint(mode, value).map_err(|e| e.to_string())

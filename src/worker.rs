@@ -262,25 +262,28 @@ impl WorkerLoop {
                     }
                     self.flush(&mut samples, &mut events);
                 }
-                Err(_) => {
-                    if self.connected {
-                        let now_s = self.clock.now_s();
-                        if let Err(e) = self.backend.poll(now_s, &mut samples, &mut events) {
-                            self.lose(e, &mut events);
-                        }
-                        let dropped = self.dropped.load(Ordering::Relaxed);
-                        if dropped != reported_drops {
-                            reported_drops = dropped;
-                            events.push(Event::Dropped(dropped));
-                        }
-                        self.flush(&mut samples, &mut events);
+                Err(_) => {}
+            }
+            // Polls are due whatever else is going on: a link that never falls silent or a
+            // stream of commands must not hold up reply timeouts and watchdog feeds.
+            if Instant::now() >= next_poll {
+                if self.connected {
+                    let now_s = self.clock.now_s();
+                    if let Err(e) = self.backend.poll(now_s, &mut samples, &mut events) {
+                        self.lose(e, &mut events);
                     }
-                    let interval = self.backend.poll_interval();
-                    next_poll += interval;
-                    let now = Instant::now();
-                    if next_poll < now {
-                        next_poll = now + interval;
+                    let dropped = self.dropped.load(Ordering::Relaxed);
+                    if dropped != reported_drops {
+                        reported_drops = dropped;
+                        events.push(Event::Dropped(dropped));
                     }
+                    self.flush(&mut samples, &mut events);
+                }
+                let interval = self.backend.poll_interval();
+                next_poll += interval;
+                let now = Instant::now();
+                if next_poll < now {
+                    next_poll = now + interval;
                 }
             }
         }
@@ -635,6 +638,57 @@ mod tests {
             wait_for(&w, |e| matches!(e, Event::State(DriveState::Fault(t)) if t == "over-temperature")),
             "the fault never arrived"
         );
+        w.shutdown();
+    }
+
+    /// A backend whose link never falls silent: its input channel always holds a chunk.
+    struct Chatty {
+        rx: Receiver<LinkInput>,
+        tx: Sender<LinkInput>,
+        polls: Arc<AtomicU64>,
+    }
+
+    impl Backend for Chatty {
+        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
+            let _ = self.tx.try_send(LinkInput::Bytes { t_s: 0.0, bytes: vec![0] });
+            Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
+        }
+        fn disconnect(&mut self) {}
+        fn command(&mut self, _cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
+            Ok(())
+        }
+        fn poll(&mut self, _now_s: f64, _s: &mut Vec<Sample>, _e: &mut Vec<Event>) -> Result<(), String> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        fn input(&self) -> Option<Receiver<LinkInput>> {
+            Some(self.rx.clone())
+        }
+        fn service(&mut self, _now_s: f64, _s: &mut Vec<Sample>, _e: &mut Vec<Event>) -> Result<(), String> {
+            // Take one chunk and another arrives at once.
+            let _ = self.rx.try_recv();
+            let _ = self.tx.try_send(LinkInput::Bytes { t_s: 0.0, bytes: vec![0] });
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn steady_input_does_not_starve_the_polls() {
+        let (tx, rx) = bounded(4);
+        let polls = Arc::new(AtomicU64::new(0));
+        let w =
+            Worker::spawn("chatty", Box::new(Chatty { rx, tx, polls: polls.clone() }), Clock::new(), None);
+        w.send(Command::Connect).unwrap();
+        // Timeouts and watchdog feeds live in the polls: at 10 ms they must keep coming.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while polls.load(Ordering::Relaxed) < 20 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} polls while input never stopped",
+                polls.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         w.shutdown();
     }
 }

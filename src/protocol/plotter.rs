@@ -4,7 +4,7 @@
 //! still send any text line to the sketch.
 
 use crate::drive::{Command, Event, ParamSpec, Sample, SignalSpec};
-use crate::protocol::{Codec, CodecError, CodecOut, LineSplitter};
+use crate::protocol::{Codec, CodecError, CodecOut, LineSplitter, RawIntent};
 
 /// The longest line kept; longer input is dropped up to its line end.
 const MAX_LINE: usize = 4096;
@@ -205,6 +205,20 @@ impl Codec for PlotterCodec {
 
     fn estop(&mut self, _now_s: f64, _out: &mut CodecOut) {}
 
+    /// A sketch's text commands mean what the sketch makes of them; a number in one may be a
+    /// setpoint in any unit, which no project limit can be checked against.
+    fn raw_intent(&self, text: &str) -> RawIntent {
+        if text.chars().any(|c| c.is_ascii_digit()) {
+            RawIntent::Guarded(
+                "a Serial Plotter drive is telemetry only: drivebench cannot check the numbers in this line \
+                 against the project limits, so lines with numbers are not sent"
+                    .into(),
+            )
+        } else {
+            RawIntent::Other
+        }
+    }
+
     fn raw(&mut self, text: &str, _now_s: f64, out: &mut CodecOut) {
         out.tx.extend_from_slice(text.as_bytes());
         out.tx.push(b'\n');
@@ -361,7 +375,9 @@ mod tests {
         assert!(!c.can_control());
         assert!(c.command(&Command::Enable, 0.0, &mut out).is_err());
         assert!(c.command(&Command::ReadAllParams, 0.0, &mut out).is_ok());
-        c.raw("speed 600", 0.0, &mut out);
-        assert_eq!(out.tx, b"speed 600\n");
+        c.raw("stop", 0.0, &mut out);
+        assert_eq!(out.tx, b"stop\n");
+        assert_eq!(c.raw_intent("stop"), RawIntent::Other);
+        assert!(matches!(c.raw_intent("speed 600"), RawIntent::Guarded(_)), "numbers cannot be checked");
     }
 }
