@@ -237,7 +237,10 @@ struct EmulatedDrive {
 
 impl EmulatedDrive {
     fn start() -> EmulatedDrive {
-        let protocol = drivebench::protocol::Protocol::SimpleFoc { motor: 'M' };
+        EmulatedDrive::start_with(drivebench::protocol::Protocol::SimpleFoc { motor: 'M' })
+    }
+
+    fn start_with(protocol: drivebench::protocol::Protocol) -> EmulatedDrive {
         let mut emu =
             drivebench::sim::emulator::Emulator::new(&protocol, 200.0, &Default::default()).unwrap();
         let path = emu.path().to_owned();
@@ -316,4 +319,31 @@ fn serial_drive_through_the_dialog_and_its_console() {
     h.run_steps(5);
     assert_eq!(h.state().bench.drives[2].console.len(), held);
     assert!(h.state().bench.drives[2].console.missed() > 0, "the stream kept coming while paused");
+}
+
+#[test]
+fn a_sketchs_plotter_lines_show_without_set_up() {
+    let emu = EmulatedDrive::start_with(drivebench::protocol::Protocol::Plotter);
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+    let connection = drivebench::project::SerialConnection {
+        link: drivebench::link::SerialSettings::new(&emu.path, 115_200),
+        protocol: drivebench::protocol::Protocol::Plotter,
+    };
+    h.state_mut().add_serial_drive("sketch".into(), connection);
+    step_until(&mut h, "the sketch's five signals", |a| a.bench.drives[2].signals.len() == 5);
+    h.run_steps(3);
+    let plots = &h.state().plots.plots;
+    let plot_of =
+        |signal: &str| plots.iter().find(|p| p.signals.iter().any(|s| s == signal)).map(|p| p.title.clone());
+    // Into the plot of their unit where there is one, else into a new "Telemetry" plot.
+    assert_eq!(plot_of("speed_rpm").as_deref(), Some("Speed"));
+    assert_eq!(plot_of("current_a").as_deref(), Some("Current"));
+    for extra in ["voltage_v", "temperature_c", "position_rev"] {
+        assert_eq!(plot_of(extra).as_deref(), Some("Telemetry"), "{extra}");
+    }
+    // Telemetry only: no Enable button for it; its readouts are shown.
+    assert!(h.query_by_label("Enable").is_none());
+    assert!(h.query_by_label_contains("Telemetry only").is_some());
+    assert!(h.query_by_label("Bus voltage").is_some());
 }

@@ -152,13 +152,7 @@ impl ControlPanel {
 
     fn readouts_ui(&self, ui: &mut egui::Ui, drive: &DriveRuntime) {
         egui::Grid::new(("readouts", drive.id)).num_columns(3).striped(true).show(ui, |ui| {
-            for (name, label) in [
-                ("speed_rpm", "Speed"),
-                ("current_a", "Current"),
-                ("position_rev", "Position"),
-                ("voltage_v", "Bus voltage"),
-                ("temperature_c", "Temperature"),
-            ] {
+            for (name, label) in CANONICAL {
                 let Some(series) = drive.series(name) else { continue };
                 ui.label(label);
                 let value = series.last().map(|(_, v)| format!("{v:.3}")).unwrap_or_else(|| "—".into());
@@ -166,9 +160,31 @@ impl ControlPanel {
                 ui.label(drive.signal_unit(name).unwrap_or(""));
                 ui.end_row();
             }
+            // A telemetry-only drive's signals are whatever the sketch prints: show them all.
+            if !drive.can_control() {
+                for (signal, series) in drive.signals.iter().zip(&drive.series) {
+                    if CANONICAL.iter().any(|(n, _)| *n == signal.name) {
+                        continue;
+                    }
+                    ui.label(&signal.name);
+                    let value = series.last().map(|(_, v)| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+                    ui.monospace(value);
+                    ui.label(&signal.unit);
+                    ui.end_row();
+                }
+            }
         });
     }
 }
+
+/// The readouts every drive gets, when it has the signal.
+const CANONICAL: [(&str, &str); 5] = [
+    ("speed_rpm", "Speed"),
+    ("current_a", "Current"),
+    ("position_rev", "Position"),
+    ("voltage_v", "Bus voltage"),
+    ("temperature_c", "Temperature"),
+];
 
 /// The setpoint field's id: one control panel, one field.
 fn setpoint_field_id() -> egui::Id {

@@ -43,6 +43,8 @@ pub struct PlotsPanel {
     buf: Vec<[f64; 2]>,
     /// Points handed to egui_plot in the last frame (all traces), for the status line and tests.
     pub points_last_frame: usize,
+    /// Signals of telemetry-only drives already given a place (a user may remove them again).
+    placed: BTreeSet<String>,
 }
 
 impl PlotsPanel {
@@ -56,6 +58,40 @@ impl PlotsPanel {
             fit_y: false,
             buf: Vec::new(),
             points_last_frame: 0,
+            placed: BTreeSet::new(),
+        }
+    }
+
+    /// A telemetry-only drive (Serial Plotter) names its signals as the sketch prints them:
+    /// each new one goes into the plot of its unit, or into a "Telemetry" plot, so that a
+    /// sketch's data shows without any set-up.
+    pub fn place_new_signals(&mut self, bench: &Bench) {
+        for d in bench.drives.iter().filter(|d| !d.can_control()) {
+            for signal in &d.signals {
+                if self.placed.contains(&signal.name) {
+                    continue;
+                }
+                self.placed.insert(signal.name.clone());
+                if self.plots.iter().any(|p| p.signals.contains(&signal.name)) {
+                    continue;
+                }
+                let by_unit =
+                    self.plots.iter_mut().find(|p| !signal.unit.is_empty() && p.unit == signal.unit);
+                let plot = match by_unit {
+                    Some(p) => p,
+                    None => {
+                        if !self.plots.iter().any(|p| p.title == "Telemetry") {
+                            self.plots.push(PlotConfig {
+                                title: "Telemetry".into(),
+                                unit: String::new(),
+                                signals: Vec::new(),
+                            });
+                        }
+                        self.plots.iter_mut().find(|p| p.title == "Telemetry").expect("just added")
+                    }
+                };
+                plot.signals.push(signal.name.clone());
+            }
         }
     }
 
@@ -65,6 +101,7 @@ impl PlotsPanel {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, bench: &Bench) {
+        self.place_new_signals(bench);
         self.toolbar_ui(ui, bench);
         self.legend_ui(ui, bench);
         self.readout_ui(ui);
