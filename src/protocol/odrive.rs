@@ -1,6 +1,7 @@
 //! ODrive ASCII protocol (v3.x boards, firmware 0.5.x), host side: telemetry by `f` and
 //! property reads, state and errors by polling, enable/disable through `requested_state`,
-//! catalogue writes confirmed by reading the property back.
+//! catalogue writes confirmed by reading the property back. A stop (`requested_state 1`) is
+//! sent again until `current_state` reads IDLE.
 //!
 //! Replies carry no tag, so requests that expect a reply go out strictly one at a time and
 //! each line is matched against the request in flight by its shape (a value, a pair of
@@ -27,6 +28,10 @@ const SETTLE_S: f64 = 0.05;
 const CONSOLE_QUIET_S: f64 = 0.1;
 /// Time the axis has to reach CLOSED_LOOP_CONTROL after an enable.
 const ENABLE_CONFIRM_S: f64 = 0.5;
+/// Time the axis has to read back IDLE after a stop before the stop is sent again.
+const STOP_CONFIRM_S: f64 = 0.3;
+/// While a stop stays unconfirmed with the same reading, it is reported again this often.
+const STOP_REPORT_S: f64 = 2.0;
 /// Consecutive reply timeouts after which the drive counts as not answering (about 1 s).
 const LOST_AFTER_TIMEOUTS: u32 = 4;
 /// Replies are at most 64 bytes; anything longer without a line end is garbage.
@@ -34,6 +39,8 @@ const MAX_REPLY_LEN: usize = 128;
 /// Feeding period bounds; the period is a quarter of the drive's watchdog timeout.
 const FEED_MIN_S: f64 = 0.01;
 const FEED_MAX_S: f64 = 0.25;
+/// `AXIS_STATE_IDLE`.
+const STATE_IDLE: i64 = 1;
 /// `AXIS_STATE_CLOSED_LOOP_CONTROL`.
 const STATE_CLOSED_LOOP: i64 = 8;
 /// Requests per telemetry cycle: `f`, `Iq_measured`, one slow read.
@@ -686,6 +693,19 @@ struct Known {
     info: [Option<i64>; 6],
 }
 
+/// A stop (`requested_state 1`) waiting for `current_state` to read back IDLE.
+#[derive(Debug, Clone)]
+struct StopCheck {
+    /// Requests with a larger id were sent after the stop.
+    after_id: u64,
+    /// When the stop is sent again unless confirmed.
+    deadline: f64,
+    /// `current_state` as read since the stop (`None`: no reading yet).
+    reading: Option<i64>,
+    /// The last report: when, and the reading it named.
+    reported: Option<(f64, Option<i64>)>,
+}
+
 /// Host side of the ODrive ASCII protocol for one axis.
 #[derive(Debug, Clone)]
 pub struct ODriveCodec {
@@ -712,6 +732,9 @@ pub struct ODriveCodec {
     mode_report_pending: bool,
     last_state: Option<DriveState>,
     enable_deadline: Option<f64>,
+    stop: Option<StopCheck>,
+    /// Id of the request whose reply is being handled.
+    reply_id: u64,
     next_feed_at: f64,
     timeouts_in_row: u32,
     lost: bool,
@@ -743,6 +766,8 @@ impl ODriveCodec {
             mode_report_pending: false,
             last_state: None,
             enable_deadline: None,
+            stop: None,
+            reply_id: 0,
             next_feed_at: 0.0,
             timeouts_in_row: 0,
             lost: false,
@@ -941,6 +966,7 @@ impl ODriveCodec {
             return;
         };
         let reply = classify(text);
+        self.reply_id = in_flight.id;
         match self.apply_reply(&mut in_flight, &reply, text, now_s, out) {
             Outcome::Done => {
                 self.answered(now_s, out);
@@ -1240,9 +1266,18 @@ impl ODriveCodec {
             }
             "current_state" => {
                 if let Some(state) = finite {
-                    self.known.current_state = Some(state as i64);
-                    if state as i64 == STATE_CLOSED_LOOP {
+                    let state = state as i64;
+                    self.known.current_state = Some(state);
+                    if state == STATE_CLOSED_LOOP {
                         self.enable_deadline = None;
+                    }
+                    if let Some(stop) = &mut self.stop
+                        && self.reply_id > stop.after_id
+                    {
+                        stop.reading = Some(state);
+                        if state == STATE_IDLE {
+                            self.stop = None;
+                        }
                     }
                     self.update_state(out);
                 }
@@ -1414,6 +1449,51 @@ impl ODriveCodec {
         }
     }
 
+    /// Sends `requested_state 1` and reads `current_state` first thing; [`Self::check_stop`]
+    /// sends it again until IDLE reads back.
+    fn send_stop(&mut self, now_s: f64, out: &mut CodecOut) {
+        out.tx.extend(self.frame(&format!("w axis{}.requested_state 1", self.axis)));
+        self.enable_deadline = None;
+        let after_id = self.next_id;
+        let deadline = now_s + STOP_CONFIRM_S;
+        match &mut self.stop {
+            Some(stop) => stop.deadline = deadline,
+            None => self.stop = Some(StopCheck { after_id, deadline, reading: None, reported: None }),
+        }
+        let path = self.axis_path("current_state");
+        self.queue
+            .retain(|request| !matches!(request, Request::Read { path: p, slow: None, .. } if *p == path));
+        let request = self.read("current_state", Purpose::Cache);
+        self.queue.push_front(request);
+    }
+
+    fn check_stop(&mut self, now_s: f64, out: &mut CodecOut) {
+        let Some(stop) = &mut self.stop else {
+            return;
+        };
+        if now_s < stop.deadline {
+            return;
+        }
+        let reading = stop.reading;
+        let due = match stop.reported {
+            None => true,
+            Some((at, reported)) => reported != reading || now_s - at >= STOP_REPORT_S,
+        };
+        if due {
+            stop.reported = Some((now_s, reading));
+            let state = match reading {
+                Some(state) => format!("current_state = {state} ({})", state_name(state)),
+                None => "current_state did not read back".to_owned(),
+            };
+            out.events.push(Event::Refused(format!(
+                "stop not confirmed: {state} {STOP_CONFIRM_S} s after `w {}requested_state 1`; sending it \
+                 again until the axis reads IDLE",
+                self.prefix
+            )));
+        }
+        self.send_stop(now_s, out);
+    }
+
     fn check_enable(&mut self, now_s: f64, out: &mut CodecOut) {
         let Some(deadline) = self.enable_deadline else {
             return;
@@ -1572,13 +1652,40 @@ impl ODriveCodec {
 
     fn console_write_request(&self, line: &str) -> Option<Request> {
         let rest = line.strip_prefix('w')?;
-        let mut tokens = rest.split_ascii_whitespace();
+        let mut tokens = c_tokens(rest);
         let path = tokens.next()?;
         tokens.next()?;
         let path = path.strip_suffix('.').unwrap_or(path).to_owned();
         // A watchdog that was not being fed trips the moment it is enabled.
         let feed_first = path == self.axis_path("config.enable_watchdog");
         Some(Request::Write { line: line.to_owned(), path, param: None, console: true, feed_first })
+    }
+
+    /// What one command (the text between line ends) does, read as the firmware's
+    /// `process_line` reads it: text from `*` on is the checksum, the first character picks the
+    /// command. Leading blanks, which make the firmware answer `unknown command`, are skipped
+    /// here so that such a line is judged by the command it resembles.
+    fn command_intent(&self, command: &str) -> RawIntent {
+        let command = command.split('*').next().unwrap_or("").trim_start_matches(is_c_space);
+        let Some(first) = command.chars().next() else {
+            return RawIntent::Other;
+        };
+        let rest = &command[first.len_utf8()..];
+        match first {
+            'v' | 'c' | 'p' | 't' | 'q' => self.setpoint_intent(first, rest),
+            'w' => self.write_intent(rest),
+            's' if rest.starts_with('e') => RawIntent::Guarded(
+                "`se` erases the configuration: current and speed limits return to factory values that the \
+                 project limits have not checked"
+                    .into(),
+            ),
+            'e' if rest.starts_with('s') => RawIntent::Guarded(
+                "`es`/`esl` sets the encoder position: the position reference moves with it, so a held \
+                 position can end outside the position limits"
+                    .into(),
+            ),
+            _ => RawIntent::Other,
+        }
     }
 
     fn setpoint_intent(&self, command: char, rest: &str) -> RawIntent {
@@ -1591,7 +1698,7 @@ impl ODriveCodec {
         if axis >= 2 {
             return RawIntent::Other;
         }
-        if axis != u64::from(self.axis) {
+        if axis != u32::from(self.axis) {
             return RawIntent::Guarded(format!(
                 "`{command} {axis} …` commands axis {axis}; this connection checks setpoints for axis {} only",
                 self.axis
@@ -1634,12 +1741,37 @@ impl ODriveCodec {
         }
     }
 
-    fn write_intent(&self, rest: &str) -> RawIntent {
-        let mut tokens = rest.split_ascii_whitespace();
-        let (Some(path), Some(value)) = (tokens.next(), tokens.next()) else {
+    /// `w axisN.requested_state <token>`: the firmware reads the token with `%d`.
+    fn state_request_intent(&self, axis: u8, path: &str, token: &str) -> RawIntent {
+        let Some((state, _)) = scan_int(token) else {
+            // `not implemented`: nothing changes.
             return RawIntent::Other;
         };
-        let Some((value, _)) = scan_float(value) else {
+        match i64::from(state) {
+            // IDLE stops the motor: always allowed.
+            STATE_IDLE => RawIntent::Other,
+            // CLOSED_LOOP_CONTROL is what `Command::Enable` sends, and enabling is not checked
+            // against the limits: the setpoint the axis then follows is (as `v`/`c`/`p`/`t` and
+            // `w axisN.controller.input_*`), and the drive enforces vel_limit and current_lim,
+            // which are catalogue parameters. For the other axis nothing here checked its
+            // setpoint or limits, so it is refused like its setpoints.
+            STATE_CLOSED_LOOP if axis == self.axis => RawIntent::Other,
+            STATE_CLOSED_LOOP => RawIntent::Guarded(format!(
+                "`{path} 8` enables axis {axis}; this connection checks setpoints and limits for axis {} only",
+                self.axis
+            )),
+            other => RawIntent::Guarded(format!(
+                "`{path} {other}` requests {}: calibrations, encoder searches, lock-in spin, homing and the \
+                 start-up sequence move the motor at calibration currents and speeds that the project limits \
+                 do not check; only 1 (IDLE) and 8 (CLOSED_LOOP_CONTROL) are allowed from the console",
+                state_name(other)
+            )),
+        }
+    }
+
+    fn write_intent(&self, rest: &str) -> RawIntent {
+        let mut tokens = c_tokens(rest);
+        let (Some(path), Some(token)) = (tokens.next(), tokens.next()) else {
             return RawIntent::Other;
         };
         let path = path.strip_suffix('.').unwrap_or(path);
@@ -1647,6 +1779,12 @@ impl ODriveCodec {
             .iter()
             .enumerate()
             .find_map(|(axis, prefix)| path.strip_prefix(prefix).map(|rel| (axis as u8, rel)));
+        if let Some((axis, "requested_state")) = axis_rel {
+            return self.state_request_intent(axis, path, token);
+        }
+        let Some((value, _)) = scan_float(token) else {
+            return RawIntent::Other;
+        };
         let Some((axis, rel)) = axis_rel else {
             if GUARDED_BOARD_PATHS.contains(&path) {
                 return RawIntent::Guarded(format!(
@@ -1754,9 +1892,30 @@ fn command_part(text: &str) -> &str {
     text.split('*').next().unwrap_or("").trim()
 }
 
-/// `%u` as the firmware's `sscanf` reads it: leading blanks, an optional sign, digits.
-fn scan_uint(text: &str) -> Option<(u64, &str)> {
-    let text = text.trim_start();
+/// What [`Codec::raw`] sends of a console line: the text before the comment, trimmed.
+fn console_line(text: &str) -> &str {
+    text.split(';').next().unwrap_or("").trim()
+}
+
+/// C `isspace` in the "C" locale: the blanks `sscanf` skips and `%s` stops at.
+fn is_c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// The bytes at which the firmware ends a command.
+fn is_line_end(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '!')
+}
+
+/// Blank-separated tokens, as `%s` conversions read them.
+fn c_tokens(text: &str) -> impl Iterator<Item = &str> {
+    text.split(is_c_space).filter(|token| !token.is_empty())
+}
+
+/// Leading blanks, an optional sign and decimal digits: the sign and the magnitude
+/// (saturated at `u64::MAX`) and the rest, as `strtoul`/`strtol` read them.
+fn scan_integer(text: &str) -> Option<(bool, u64, &str)> {
+    let text = text.trim_start_matches(is_c_space);
     let (negative, body) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -1766,17 +1925,38 @@ fn scan_uint(text: &str) -> Option<(u64, &str)> {
     if digits == 0 {
         return None;
     }
-    let value = body[..digits]
+    let magnitude = body[..digits]
         .bytes()
         .fold(0u64, |acc, d| acc.saturating_mul(10).saturating_add(u64::from(d - b'0')));
-    let value = if negative { u64::from(u32::MAX) } else { value.min(u64::from(u32::MAX)) };
-    Some((value, &body[digits..]))
+    Some((negative, magnitude, &body[digits..]))
+}
+
+/// `%u` as the firmware's `sscanf` reads it (newlib `strtoul`, 32-bit `unsigned`): a minus
+/// sign negates modulo 2³² (`-0` is 0, `-1` is 4294967295, `-4294967295` is 1), a magnitude
+/// above 2³² − 1 saturates there.
+fn scan_uint(text: &str) -> Option<(u32, &str)> {
+    let (negative, magnitude, rest) = scan_integer(text)?;
+    let value = match u32::try_from(magnitude) {
+        Err(_) => u32::MAX,
+        Ok(value) if negative => value.wrapping_neg(),
+        Ok(value) => value,
+    };
+    Some((value, rest))
+}
+
+/// `%d` as the firmware's `sscanf` reads it (newlib `strtol`, 32-bit `int`): saturates at
+/// the ends of the range.
+fn scan_int(text: &str) -> Option<(i32, &str)> {
+    let (negative, magnitude, rest) = scan_integer(text)?;
+    let magnitude = i64::try_from(magnitude).unwrap_or(i64::MAX);
+    let value = if negative { -magnitude } else { magnitude };
+    Some((value.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32, rest))
 }
 
 /// `%f` as the firmware's `sscanf` reads it: the longest prefix that is a decimal number, or
 /// `inf`/`infinity`/`nan`.
 fn scan_float(text: &str) -> Option<(f64, &str)> {
-    let text = text.trim_start();
+    let text = text.trim_start_matches(is_c_space);
     let bytes = text.as_bytes();
     let mut end = 0;
     if matches!(bytes.first(), Some(b'+' | b'-')) {
@@ -1850,6 +2030,7 @@ impl Codec for ODriveCodec {
         self.rx = ReplyAssembler::default();
         self.in_flight = None;
         self.queue.clear();
+        self.stop = None;
         self.next_feed_at = now_s;
         // An empty line ends whatever partial line the drive holds from before.
         out.tx.push(b'\n');
@@ -1889,16 +2070,13 @@ impl Codec for ODriveCodec {
             Command::Enable => {
                 self.feed_now(now_s, out);
                 out.tx.extend(self.frame(&format!("w axis{axis}.requested_state 8")));
+                // Enabling ends the wait for a stop to be confirmed.
+                self.stop = None;
                 self.enable_deadline = Some(now_s + ENABLE_CONFIRM_S);
                 let request = self.read("current_state", Purpose::Cache);
                 self.queue.push_front(request);
             }
-            Command::Disable => {
-                out.tx.extend(self.frame(&format!("w axis{axis}.requested_state 1")));
-                self.enable_deadline = None;
-                let request = self.read("current_state", Purpose::Cache);
-                self.queue.push_front(request);
-            }
+            Command::Disable => self.send_stop(now_s, out),
             Command::ResetFaults => {
                 // A watchdog never fed trips again at once after `sc`.
                 self.feed_now(now_s, out);
@@ -1946,7 +2124,7 @@ impl Codec for ODriveCodec {
 
     fn estop(&mut self, now_s: f64, out: &mut CodecOut) {
         let axis = self.axis;
-        out.tx.extend(self.frame(&format!("w axis{axis}.requested_state 1")));
+        self.send_stop(now_s, out);
         // A later enable must not restart the motion by itself.
         let zero = match self.mode {
             Some(ControlMode::Speed) => Some((ControlMode::Speed, format!("v {axis} 0"))),
@@ -1957,26 +2135,34 @@ impl Codec for ODriveCodec {
             out.tx.extend(self.frame(&line));
             out.events.push(Event::Mode { mode, setpoint: 0.0 });
         }
-        self.enable_deadline = None;
         let before = self.queue.len();
         self.queue.retain(|request| matches!(request, Request::Read { .. } | Request::Feedback));
         let dropped = before - self.queue.len();
         if dropped > 0 {
             out.events.push(Event::Log(format!("e-stop: dropped {dropped} queued writes")));
         }
-        let request = self.read("current_state", Purpose::Cache);
-        self.queue.push_front(request);
         self.pump(now_s, out);
     }
 
     fn raw(&mut self, text: &str, now_s: f64, out: &mut CodecOut) {
-        let line = text.split(';').next().unwrap_or("").trim();
+        let line = console_line(text);
         let command = command_part(line);
         let first = command.chars().next();
         let request = match first {
             Some('w') => self.console_write_request(command),
             _ => None,
         };
+        if let Some(Request::Write { line: write, path, .. }) = &request
+            && *path == self.axis_path("requested_state")
+            && c_tokens(write.strip_prefix('w').unwrap_or(write))
+                .nth(1)
+                .and_then(scan_int)
+                .map(|(s, _)| i64::from(s))
+                != Some(STATE_IDLE)
+        {
+            // The console now decides the state: a pending stop is not sent again over it.
+            self.stop = None;
+        }
         let request = request.unwrap_or_else(|| {
             let expected = match first {
                 Some('r' | 'f' | 'e') => Some(1),
@@ -1994,22 +2180,39 @@ impl Codec for ODriveCodec {
         self.pump(now_s, out);
     }
 
+    /// Classifies a console line by the commands the firmware would run from the bytes
+    /// [`Codec::raw`] sends: it ends a command at CR, LF and `!`, so a line can hold several;
+    /// a refusal of any wins, and more than one command that sets the motor is refused too,
+    /// since a single intent cannot describe them.
     fn raw_intent(&self, text: &str) -> RawIntent {
-        let line = command_part(text);
-        let Some(first) = line.chars().next() else {
-            return RawIntent::Other;
-        };
-        let rest = &line[first.len_utf8()..];
-        match first {
-            'v' | 'c' | 'p' | 't' | 'q' => self.setpoint_intent(first, rest),
-            'w' => self.write_intent(rest),
-            's' if rest.starts_with('e') => RawIntent::Guarded(
-                "`se` erases the configuration: current and speed limits return to factory values that the \
-                 project limits have not checked"
-                    .into(),
-            ),
-            _ => RawIntent::Other,
+        let line = console_line(text);
+        if let Some(c) = line.chars().find(|&c| c.is_control() && !is_c_space(c)) {
+            return RawIntent::Guarded(format!(
+                "the line holds the control character U+{:04X}, which the classifier does not model; send \
+                 printable text only",
+                u32::from(c)
+            ));
         }
+        let mut found = None;
+        let mut setting = 0;
+        for command in line.split(is_line_end) {
+            match self.command_intent(command) {
+                RawIntent::Other => {}
+                guarded @ RawIntent::Guarded(_) => return guarded,
+                intent => {
+                    setting += 1;
+                    found.get_or_insert(intent);
+                }
+            }
+        }
+        if setting > 1 {
+            return RawIntent::Guarded(
+                "the line holds several commands that set the motor (the drive ends a command at `!`, CR and \
+                 LF): send them one per line"
+                    .into(),
+            );
+        }
+        found.unwrap_or(RawIntent::Other)
     }
 
     fn feed(&mut self, bytes: &[u8], now_s: f64, out: &mut CodecOut) {
@@ -2033,6 +2236,7 @@ impl Codec for ODriveCodec {
         }
         self.check_timeout(now_s, out);
         self.check_enable(now_s, out);
+        self.check_stop(now_s, out);
         if self.cycle_pos >= CYCLE_LEN {
             self.cycle_pos = 0;
         }
@@ -2369,6 +2573,393 @@ mod tests {
     }
 
     #[test]
+    fn raw_intent_classifies_every_command_the_firmware_splits_a_line_into() {
+        let mut codec = started(false);
+        codec.known.kt = Some(0.05);
+        // The drive ends a command at `!`, CR and LF: two setpoints on one line.
+        for line in [
+            "v 0 1!v 0 100",
+            "v 0 1\rv 0 100",
+            "v 0 1\nv 0 100",
+            "w axis0.controller.input_vel 1!v 0 100",
+            "v 0 1 *12!v 0 100",
+            "p 0 1!c 0 0.1",
+        ] {
+            assert!(
+                matches!(codec.raw_intent(line), RawIntent::Guarded(ref why) if why.contains("several")),
+                "{line:?}"
+            );
+        }
+        // A refused command anywhere refuses the line.
+        assert!(matches!(codec.raw_intent("v 0 1!v 1 5"), RawIntent::Guarded(_)));
+        assert!(matches!(
+            codec.raw_intent("r vbus_voltage!w axis0.requested_state 3"),
+            RawIntent::Guarded(_)
+        ));
+        assert!(matches!(codec.raw_intent("r vbus_voltage! se"), RawIntent::Guarded(_)));
+        // One command that sets something, among others that do not, is judged by it.
+        assert_eq!(
+            codec.raw_intent("r axis0.error!v 0 100"),
+            RawIntent::Setpoint(ControlMode::Speed, 6000.0)
+        );
+        assert_eq!(codec.raw_intent("v 0 5!"), RawIntent::Setpoint(ControlMode::Speed, 300.0));
+        assert_eq!(
+            codec.raw_intent("f 0\nw axis0.motor.config.current_lim 12"),
+            RawIntent::Param("current_limit_a".into(), 12.0)
+        );
+        // Nothing after the comment is sent.
+        assert_eq!(
+            codec.raw_intent("c 0 0.1 ; note!v 0 100"),
+            RawIntent::Setpoint(ControlMode::Current, 2.0)
+        );
+        assert_eq!(codec.raw_intent("r vbus_voltage!f 0"), RawIntent::Other);
+        // Control characters other than blanks and line ends are not modelled: refused.
+        for line in ["v 0 1\0v 0 100", "r vbus_voltage\u{1}", "v 0 1\u{7f}", "v 0 1\u{1b}[A"] {
+            assert!(
+                matches!(codec.raw_intent(line), RawIntent::Guarded(ref why) if why.contains("control character")),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_intent_takes_blanks_as_c_isspace_does() {
+        let mut codec = started(false);
+        codec.known.kt = Some(0.05);
+        // VT and FF separate arguments for `sscanf` but not for Rust's ASCII whitespace.
+        assert_eq!(
+            codec.raw_intent("w axis0.controller.input_vel\u{0b}100"),
+            RawIntent::Setpoint(ControlMode::Speed, 6000.0)
+        );
+        assert_eq!(
+            codec.raw_intent("w\u{0c}axis0.controller.config.vel_limit\t10"),
+            RawIntent::Param("velocity_limit_rpm".into(), 600.0)
+        );
+        assert_eq!(codec.raw_intent("v\u{0b}0\u{0c}10"), RawIntent::Setpoint(ControlMode::Speed, 600.0));
+        assert!(matches!(codec.raw_intent("v 0\u{0b}10\u{0b}1"), RawIntent::Guarded(_)));
+        // A no-break space is no blank to `sscanf`: `%f` fails, the drive answers
+        // `invalid command format`.
+        assert_eq!(codec.raw_intent("v 0\u{a0}100"), RawIntent::Other);
+        assert_eq!(codec.raw_intent("w axis0.controller.input_vel\u{a0}100"), RawIntent::Other);
+    }
+
+    #[test]
+    fn raw_intent_reads_axis_numbers_as_percent_u_does() {
+        assert_eq!(scan_uint("-0 1"), Some((0, " 1")));
+        assert_eq!(scan_uint("-1"), Some((u32::MAX, "")));
+        assert_eq!(scan_uint("-4294967295"), Some((1, "")));
+        assert_eq!(scan_uint("-4294967296"), Some((u32::MAX, "")));
+        assert_eq!(scan_uint("99999999999x"), Some((u32::MAX, "x")));
+        assert_eq!(scan_uint("\u{0b}+7"), Some((7, "")));
+        assert_eq!(scan_uint("-"), None);
+        let mut codec = started(false);
+        codec.known.kt = Some(0.05);
+        assert_eq!(codec.raw_intent("v -0 1000"), RawIntent::Setpoint(ControlMode::Speed, 60_000.0));
+        assert_eq!(codec.raw_intent("c -0 5"), RawIntent::Setpoint(ControlMode::Current, 100.0));
+        assert_eq!(codec.raw_intent("p -0 7"), RawIntent::Setpoint(ControlMode::Position, 7.0));
+        assert_eq!(codec.raw_intent("t +0 7"), RawIntent::Setpoint(ControlMode::Position, 7.0));
+        assert!(matches!(codec.raw_intent("q -0 0 100 100"), RawIntent::Guarded(_)));
+        // -4294967295 is axis 1.
+        assert!(
+            matches!(codec.raw_intent("v -4294967295 100"), RawIntent::Guarded(ref why) if why.contains("axis 1"))
+        );
+        // Axis 4294967295 and saturated numbers: `invalid motor`, nothing moves.
+        assert_eq!(codec.raw_intent("v -1 100"), RawIntent::Other);
+        assert_eq!(codec.raw_intent("v 4294967296 100"), RawIntent::Other);
+    }
+
+    #[test]
+    fn raw_intent_refuses_state_requests_and_encoder_sets_that_move_the_motor() {
+        let codec = started(false);
+        for state in
+            ["0", "2", "3", "4", "5", "6", "7", "9", "10", "11", "12", "13", "99", "-1", "-4294967288"]
+        {
+            let line = format!("w axis0.requested_state {state}");
+            assert!(matches!(codec.raw_intent(&line), RawIntent::Guarded(_)), "{line}");
+        }
+        let why = match codec.raw_intent("w axis0.requested_state 3") {
+            RawIntent::Guarded(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why.contains("FULL_CALIBRATION_SEQUENCE") && why.contains("calibration"), "{why}");
+        // IDLE and CLOSED_LOOP_CONTROL as `%d` reads them (`1e1` is 1, `8.9` is 8).
+        for state in ["1", "8", "+8", "0008", "8.9", "1e1", "8abc"] {
+            let line = format!("w axis0.requested_state {state}");
+            assert_eq!(codec.raw_intent(&line), RawIntent::Other, "{line}");
+        }
+        assert_eq!(codec.raw_intent("w axis0.requested_state. 8"), RawIntent::Other);
+        assert_eq!(codec.raw_intent("w axis0.requested_state x"), RawIntent::Other);
+        // The other axis may be stopped, nothing else.
+        assert_eq!(codec.raw_intent("w axis1.requested_state 1"), RawIntent::Other);
+        assert!(matches!(codec.raw_intent("w axis1.requested_state 8"), RawIntent::Guarded(_)));
+        assert!(matches!(codec.raw_intent("w axis1.requested_state 3"), RawIntent::Guarded(_)));
+        // Setting the encoder position moves the position reference.
+        for line in ["esl 0 -8192000", "esl 1 0", "es", "esl0 0x10"] {
+            assert!(
+                matches!(codec.raw_intent(line), RawIntent::Guarded(ref why) if why.contains("encoder")),
+                "{line}"
+            );
+        }
+    }
+
+    /// Values of the emulated drive that a console line may change.
+    fn emulated_snapshot(
+        device: &mut crate::sim::device::odrive::ODriveDevice,
+        drive: &mut crate::sim::SimDrive,
+    ) -> Vec<(String, String)> {
+        use crate::sim::device::Device;
+        let mut values = Vec::new();
+        for axis in 0..2 {
+            for rel in [
+                "controller.input_vel",
+                "controller.input_pos",
+                "controller.input_torque",
+                "controller.config.vel_limit",
+                "motor.config.current_lim",
+                "motor.config.torque_lim",
+                "encoder.pos_estimate",
+                "current_state",
+                "error",
+            ] {
+                let path = format!("axis{axis}.{rel}");
+                let mut reply = Vec::new();
+                device.receive(format!("r {path}\n").as_bytes(), 1.0, drive, &mut reply);
+                values.push((path, String::from_utf8_lossy(&reply).trim().to_owned()));
+            }
+        }
+        values
+    }
+
+    /// Sends a console line as `raw` frames it to the emulated firmware; returns the classifier's
+    /// verdict and the values that changed (path, new value).
+    fn console_line_against_emulator(line: &str, checksum: bool) -> (RawIntent, Vec<(String, f64)>) {
+        use crate::sim::device::Device;
+        let mut drive = crate::sim::SimDrive::new(&crate::sim::SimConfig::default());
+        let mut device = crate::sim::device::odrive::ODriveDevice::new();
+        device.tick(0.0, &mut drive, &crate::sim::TelemetryFrame::default(), &mut Vec::new());
+        let before = emulated_snapshot(&mut device, &mut drive);
+        let mut codec = started(checksum);
+        codec.known.kt = Some(drive.config().motor.torque_constant_nm_per_a);
+        let intent = codec.raw_intent(line);
+        let mut out = CodecOut::new();
+        codec.raw(line, 1.0, &mut out);
+        device.receive(&out.tx, 1.0, &mut drive, &mut Vec::new());
+        let after = emulated_snapshot(&mut device, &mut drive);
+        let changed = before
+            .into_iter()
+            .zip(after)
+            .filter(|(b, a)| b.1 != a.1)
+            .map(|(_, (path, value))| {
+                let value = value.parse::<f64>().unwrap_or(f64::NAN);
+                (path, value)
+            })
+            .collect();
+        (intent, changed)
+    }
+
+    /// Whatever the emulated firmware did with a line, the classifier saw it coming: a line
+    /// that changed a setpoint, a limit or the encoder position is not `Other`, and a single
+    /// setpoint it reported is the one the drive took.
+    fn check_against_emulator(line: &str, checksum: bool) {
+        let (intent, changed) = console_line_against_emulator(line, checksum);
+        if changed.is_empty() {
+            return;
+        }
+        assert_ne!(intent, RawIntent::Other, "{line:?} changed {changed:?}");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 * a.abs().max(1.0);
+        let kt = crate::sim::SimConfig::default().motor.torque_constant_nm_per_a;
+        for (path, value) in &changed {
+            let ok = match (&intent, path.as_str()) {
+                (RawIntent::Setpoint(ControlMode::Speed, x), "axis0.controller.input_vel") => {
+                    close(x / 60.0, *value)
+                }
+                (RawIntent::Setpoint(ControlMode::Position, x), "axis0.controller.input_pos") => {
+                    close(*x, *value)
+                }
+                (RawIntent::Setpoint(ControlMode::Current, x), "axis0.controller.input_torque") => {
+                    close(x * kt, *value)
+                }
+                (RawIntent::Param(key, x), "axis0.controller.config.vel_limit") => {
+                    key == "velocity_limit_rpm" && close(x / 60.0, *value)
+                }
+                (RawIntent::Param(key, x), "axis0.motor.config.current_lim") => {
+                    key == "current_limit_a" && close(*x, *value)
+                }
+                (RawIntent::Guarded(_), _) => true,
+                _ => false,
+            };
+            assert!(ok, "{line:?}: {intent:?}, but the drive changed {path} to {value}");
+        }
+    }
+
+    #[test]
+    fn raw_intent_agrees_with_the_emulated_firmware_on_the_reviewed_lines() {
+        for line in [
+            "v -0 1000",
+            "c -0 5",
+            "q -0 0 100 100",
+            "v -4294967295 100",
+            "v 0 1!v 0 100",
+            "v 0 1\rv 0 100",
+            "w axis0.controller.input_vel 1!v 0 100",
+            "w axis0.controller.input_vel\u{0b}100",
+            "esl 0 -8192000",
+            "v 0 1 *12",
+            "r vbus_voltage!v 0 7",
+            "v 0 5 *99!p 0 3",
+        ] {
+            for checksum in [false, true] {
+                check_against_emulator(line, checksum);
+            }
+        }
+        // Without the classifier's care these would slip through as `Other`.
+        let (_, changed) = console_line_against_emulator("v -0 1000", false);
+        assert_eq!(changed, vec![("axis0.controller.input_vel".to_owned(), 1000.0)]);
+        let (_, changed) = console_line_against_emulator("w axis0.controller.input_vel\u{0b}100", false);
+        assert_eq!(changed, vec![("axis0.controller.input_vel".to_owned(), 100.0)]);
+    }
+
+    /// Answers every request the codec sends, with `state` for `current_state`, until it waits
+    /// for nothing.
+    fn answer_all(codec: &mut ODriveCodec, state: &str, now_s: f64, out: &mut CodecOut) {
+        for _ in 0..20 {
+            let reply = match &codec.in_flight {
+                None => return,
+                Some(InFlight { req: Request::Feedback, .. }) => "0.0 0.0".to_owned(),
+                Some(InFlight { req: Request::Read { path, .. }, .. }) if path.ends_with("current_state") => {
+                    state.to_owned()
+                }
+                Some(_) => "0".to_owned(),
+            };
+            codec.feed(format!("{reply}\r\n").as_bytes(), now_s, out);
+        }
+    }
+
+    #[test]
+    fn unconfirmed_stop_is_reported_and_sent_again() {
+        let refused = |out: &CodecOut| out.events.iter().any(|e| matches!(e, Event::Refused(_)));
+        let stops =
+            |out: &CodecOut| String::from_utf8_lossy(&out.tx).matches("w axis0.requested_state 1").count();
+        let mut codec = started(false);
+        let mut out = CodecOut::new();
+        codec.estop(1.0, &mut out);
+        assert_eq!(out.tx, b"w axis0.requested_state 1\nr axis0.current_state\n");
+        // The axis stays in closed loop after the stop.
+        answer_all(&mut codec, "8", 1.0, &mut out);
+        out.clear();
+        codec.poll(1.2, &mut out);
+        answer_all(&mut codec, "8", 1.2, &mut out);
+        assert!(!refused(&out) && stops(&out) == 0, "{out:?}");
+        out.clear();
+        codec.poll(1.31, &mut out);
+        assert!(
+            out.events.iter().any(
+                |e| matches!(e, Event::Refused(t) if t.starts_with("stop not confirmed: current_state = 8"))
+            ),
+            "{:?}",
+            out.events
+        );
+        assert_eq!(stops(&out), 1);
+        // The read-back goes first.
+        assert!(
+            String::from_utf8_lossy(&out.tx).contains("w axis0.requested_state 1\nr axis0.current_state\n")
+        );
+        answer_all(&mut codec, "8", 1.31, &mut out);
+        // Still 8: sent again; reported again only when the reading changes or after a while.
+        out.clear();
+        codec.poll(1.62, &mut out);
+        assert_eq!(stops(&out), 1);
+        assert!(!refused(&out));
+        // Now IDLE: confirmed, nothing more is sent.
+        answer_all(&mut codec, "1", 1.62, &mut out);
+        assert!(codec.stop.is_none());
+        out.clear();
+        for step in 0..100 {
+            let now = 1.7 + f64::from(step) * 0.01;
+            codec.poll(now, &mut out);
+            answer_all(&mut codec, "1", now, &mut out);
+        }
+        assert!(!refused(&out) && stops(&out) == 0);
+    }
+
+    #[test]
+    fn stop_is_confirmed_only_by_a_reading_taken_after_it() {
+        let mut codec = started(false);
+        let mut out = CodecOut::new();
+        // A state read is on its way when the stop goes out.
+        let read = codec.read("current_state", Purpose::Cache);
+        send(&mut codec, read);
+        codec.command(&Command::Disable, 1.0, &mut out).unwrap();
+        assert_eq!(out.tx, b"w axis0.requested_state 1\n");
+        // Its reply (IDLE from before an enable, say) does not confirm the stop.
+        codec.feed(b"1\r\n", 1.01, &mut out);
+        assert!(codec.stop.is_some());
+        // The read sent after the stop does.
+        assert!(String::from_utf8_lossy(&out.tx).ends_with("r axis0.current_state\n"));
+        codec.feed(b"1\r\n", 1.02, &mut out);
+        assert!(codec.stop.is_none());
+        // Enable ends the wait as well.
+        codec.command(&Command::Disable, 2.0, &mut out).unwrap();
+        assert!(codec.stop.is_some());
+        codec.command(&Command::Enable, 2.0, &mut out).unwrap();
+        assert!(codec.stop.is_none());
+        // So does a console line that sets the state, unless it is a stop itself.
+        codec.command(&Command::Disable, 3.0, &mut out).unwrap();
+        codec.raw("w axis0.requested_state 1", 3.0, &mut out);
+        assert!(codec.stop.is_some());
+        codec.raw("w axis1.requested_state 8", 3.0, &mut out);
+        assert!(codec.stop.is_some());
+        codec.raw("w axis0.requested_state 8", 3.0, &mut out);
+        assert!(codec.stop.is_none());
+    }
+
+    #[test]
+    fn a_lost_stop_is_sent_again_until_the_drive_idles() {
+        let mut bench = Bench::new(false);
+        bench.run(0.3);
+        for stop in ["estop", "disable"] {
+            bench.command(Command::Enable).unwrap();
+            bench.command(Command::SetMode(ControlMode::Speed)).unwrap();
+            bench.command(Command::SetSetpoint(ControlMode::Speed, 300.0)).unwrap();
+            bench.run(0.3);
+            assert!(bench.drive.is_enabled());
+            bench.take_events();
+            bench.lose_stops = 2;
+            if stop == "estop" {
+                let mut out = CodecOut::new();
+                bench.codec.estop(bench.now(), &mut out);
+                bench.exchange(out);
+            } else {
+                bench.command(Command::Disable).unwrap();
+            }
+            bench.run(0.25);
+            assert!(bench.drive.is_enabled(), "{stop}: the stop was lost");
+            bench.run(0.3);
+            assert!(bench.drive.is_enabled(), "{stop}: the first resend was lost too");
+            bench.run(0.3);
+            assert!(!bench.drive.is_enabled(), "{stop}: the stop was sent again");
+            assert_eq!(bench.lose_stops, 0);
+            let events = bench.take_events();
+            let refused: Vec<_> = events.iter().filter(|e| matches!(e, Event::Refused(_))).collect();
+            assert_eq!(refused.len(), 1, "{stop}: {events:?}");
+            assert!(
+                matches!(refused[0], Event::Refused(t) if t.starts_with("stop not confirmed: current_state = 8")),
+                "{refused:?}"
+            );
+            assert!(events.contains(&Event::State(DriveState::Idle)), "{events:?}");
+            assert!(bench.codec.stop.is_none());
+        }
+        // A stop that gets through is confirmed without a word.
+        bench.command(Command::Enable).unwrap();
+        bench.run(0.2);
+        bench.take_events();
+        bench.command(Command::Disable).unwrap();
+        bench.run(1.0);
+        assert!(!bench.drive.is_enabled());
+        assert!(!bench.take_events().iter().any(|e| matches!(e, Event::Refused(_))));
+    }
+
+    #[test]
     fn numbers_never_use_exponents() {
         assert_eq!(number(2.5), "2.5");
         assert_eq!(number(10.0), "10");
@@ -2385,6 +2976,8 @@ mod tests {
         drive: crate::sim::SimDrive,
         ms: u64,
         polling: bool,
+        /// This many stop lines from the codec are lost on the way to the drive.
+        lose_stops: u32,
         events: Vec<Event>,
         samples: Vec<Sample>,
     }
@@ -2397,6 +2990,7 @@ mod tests {
                 drive: crate::sim::SimDrive::new(&crate::sim::SimConfig::default()),
                 ms: 0,
                 polling: true,
+                lose_stops: 0,
                 events: Vec::new(),
                 samples: Vec::new(),
             };
@@ -2419,7 +3013,14 @@ mod tests {
                 if out.tx.is_empty() {
                     return;
                 }
-                let tx = std::mem::take(&mut out.tx);
+                let mut tx = std::mem::take(&mut out.tx);
+                let stop = b"w axis0.requested_state 1\n";
+                if self.lose_stops > 0
+                    && let Some(at) = tx.windows(stop.len()).position(|w| w == stop)
+                {
+                    tx.drain(at..at + stop.len());
+                    self.lose_stops -= 1;
+                }
                 let mut reply = Vec::new();
                 let now = self.now();
                 self.device.receive(&tx, now, &mut self.drive, &mut reply);
@@ -2640,6 +3241,32 @@ mod tests {
             }
             prop_assert!(codec.rx.buf.len() <= MAX_REPLY_LEN);
             prop_assert!(codec.queue.len() < 1000);
+        }
+
+        #[test]
+        fn raw_intent_agrees_with_the_emulated_firmware(
+            segments in prop::collection::vec(
+                prop_oneof![
+                    "[vcpqt][ \t\u{0b}\u{0c}]{0,2}[-+]?[0-9]{1,2}[ \t\u{0b}\u{0c}]{1,2}[-+]?[0-9]{1,3}(\\.[0-9])?( [-+]?[0-9])?( [0-9])?",
+                    "[vcpqt] -(0|1|4294967295|4294967296) [0-9]{1,3}",
+                    "w[ \u{0b}]{0,2}axis[01]\\.(controller\\.input_(vel|pos|torque)|controller\\.config\\.vel_limit|motor\\.config\\.(current_lim|torque_lim))[ \t\u{0b}\u{0c}]{1,2}[-+]?[0-9]{1,3}(\\.[0-9])?",
+                    "esl [01] [-0-9]{1,5}",
+                    "[ \t]?[rfus][a-z ]{0,4}",
+                    "[a-z ]{0,6}",
+                ],
+                1..4,
+            ),
+            separators in prop::collection::vec("[!\r\n]|( ?\\*[0-9]{1,3})?!", 3),
+            checksum in any::<bool>(),
+        ) {
+            let mut line = String::new();
+            for (index, segment) in segments.iter().enumerate() {
+                if index > 0 {
+                    line.push_str(&separators[index - 1]);
+                }
+                line.push_str(segment);
+            }
+            check_against_emulator(&line, checksum);
         }
 
         #[test]
