@@ -7,12 +7,22 @@
 //! sketch's `motor.monitor()` stream (tab-separated numbers in bitmap order, currents in mA);
 //! when no stream line arrives for a second the codec polls `MMG7` instead (currents in A).
 //! The enable flag is read every half second, because the protocol reports nothing on its
-//! own. Replies in verbose mode 2 (after a board reset, say) are understood as well, and
-//! mode 3 is asserted again.
+//! own. Replies in verbose mode 2 are understood as well.
+//!
+//! A reply in verbose mode 2, a verbose reply other than `machine`, the library's `MOT:`
+//! initialisation lines or three unanswered requests in a row mean the board may have reset:
+//! motion and torque mode, target and enable flag are forgotten, setpoints are refused until
+//! the mode is read again, mode 3 is asserted again and the state re-read. Reads of a state
+//! that is not known are repeated until answered (a board that resets when the port opens
+//! loses the first ones).
 //!
 //! Requests travel in a small window (three at a time, each at most 18 characters plus `\n`)
 //! so that the 20-byte command buffer and small UART buffers of the boards never overflow;
-//! a reply that does not come within half a second is reported and forgotten.
+//! a reply that does not come within half a second is reported and forgotten. At most one
+//! setpoint waits in the queue (a newer one replaces it). A disable or e-stop goes out at once
+//! and drops the queued setpoints, parameter writes, console lines and enables; its `E0` is
+//! repeated until the drive answers `E` = 0. A mode change of a running motor is made with the
+//! motor off (`E0`, `C<n>`, target, `E1`).
 //!
 //! The protocol has no fault readout. A motor that reads disabled while drivebench last
 //! commanded it enabled is shown as a fault saying exactly that, and nothing more.
@@ -347,6 +357,10 @@ enum StatusIntent {
     Read,
     Enable,
     Disable,
+    /// `E0` ahead of a mode change of a running motor; the reported state does not change.
+    Pause,
+    /// `E1` after that mode change.
+    Resume,
 }
 
 /// Why a request was sent, for handling its reply.
@@ -358,7 +372,10 @@ enum Kind {
     Status(StatusIntent),
     Motion,
     Torque,
+    /// A target read.
     Target,
+    /// A target write (a setpoint, or the start target of a mode).
+    TargetWrite,
     ParamRead(usize),
     ParamWrite(usize),
     MonitorAll,
@@ -411,8 +428,14 @@ pub struct SimpleFocCodec {
     verbose3: bool,
     last_verbose_try_s: Option<f64>,
     consecutive_timeouts: u32,
+    /// A loss of sync (reset, verbose mode lost) has been logged and not yet recovered.
+    resync_logged: bool,
     enabled: Option<bool>,
     commanded_enabled: Option<bool>,
+    /// A stop (`E0`) was commanded and the drive has not confirmed `E` = 0 in reply yet.
+    stop_unconfirmed: bool,
+    /// The stop was an e-stop that also zeroed a speed or torque target.
+    stop_zeroes_target: bool,
     fault: Option<String>,
     reported_state: Option<DriveState>,
     motion: Option<u8>,
@@ -449,8 +472,11 @@ impl SimpleFocCodec {
             verbose3: false,
             last_verbose_try_s: None,
             consecutive_timeouts: 0,
+            resync_logged: false,
             enabled: None,
             commanded_enabled: None,
+            stop_unconfirmed: false,
+            stop_zeroes_target: false,
             fault: None,
             reported_state: None,
             motion: None,
@@ -530,8 +556,8 @@ impl SimpleFocCodec {
     fn status_request(&self, intent: StatusIntent) -> Request {
         let body = match intent {
             StatusIntent::Read => "E",
-            StatusIntent::Enable => "E1",
-            StatusIntent::Disable => "E0",
+            StatusIntent::Enable | StatusIntent::Resume => "E1",
+            StatusIntent::Disable | StatusIntent::Pause => "E0",
         };
         self.motor_request(body, Kind::Status(intent), Some(Key::Cmd(b'E', 0)))
     }
@@ -541,7 +567,7 @@ impl SimpleFocCodec {
             None => Some(self.motor_request("", Kind::Target, Some(Key::Target))),
             Some(v) => {
                 let line = encode_value(&self.id().to_string(), v)?;
-                Some(Request { line, kind: Kind::Target, key: Some(Key::Target) })
+                Some(Request { line, kind: Kind::TargetWrite, key: Some(Key::Target) })
             }
         }
     }
@@ -561,21 +587,144 @@ impl SimpleFocCodec {
         ]
     }
 
-    fn reassert_verbose(&mut self, now_s: f64) {
-        if self.pending(Kind::Verbose) {
-            return;
+    /// Reads of the torque controller, motion type, target and enable flag that are not known
+    /// and not already asked for.
+    fn state_reads(&self) -> Vec<Request> {
+        let mut requests = Vec::new();
+        if self.torque.is_none() && !self.pending(Kind::Torque) {
+            requests.push(self.motor_request("T", Kind::Torque, Some(Key::Cmd(b'T', 0))));
         }
-        if self.last_verbose_try_s.is_some_and(|t| now_s - t < VERBOSE_RETRY_S) {
-            return;
+        if self.motion.is_none() && !self.pending(Kind::Motion) {
+            requests.push(self.motor_request("C", Kind::Motion, Some(Key::Cmd(b'C', 0))));
         }
-        self.last_verbose_try_s = Some(now_s);
-        let mut requests = self.setup_requests();
         if self.target.is_none()
+            && !self.pending(Kind::Target)
+            && !self.pending(Kind::TargetWrite)
             && let Some(r) = self.target_request(None)
         {
             requests.push(r);
         }
+        if self.enabled.is_none() && !self.pending_status() {
+            requests.push(self.status_request(StatusIntent::Read));
+        }
+        requests
+    }
+
+    /// Asserts verbose mode 3 again (at most once per [`VERBOSE_RETRY_S`]) unless it is
+    /// confirmed, and reads whatever of the drive's state is not known, ahead of the queue.
+    /// Reads that time out are asked again at the next call, so set-up requests a board lost
+    /// (one that resets when the port opens) are repeated.
+    fn resync(&mut self, now_s: f64) {
+        let mut requests = Vec::new();
+        if !self.verbose3
+            && !self.pending(Kind::Verbose)
+            && !self.last_verbose_try_s.is_some_and(|t| now_s - t < VERBOSE_RETRY_S)
+        {
+            self.last_verbose_try_s = Some(now_s);
+            requests = self.setup_requests();
+        }
+        requests.extend(self.state_reads());
         self.enqueue_first(requests);
+    }
+
+    /// The drive may have reset, or left verbose mode 3: its motion and torque mode, target
+    /// and enable flag may all differ from what was known. They are forgotten (so setpoints
+    /// are refused until the mode is read again), queued target writes are dropped (their
+    /// unit is no longer known), and everything is read again.
+    fn lost_sync(&mut self, why: &str, now_s: f64, out: &mut CodecOut) {
+        let knew =
+            self.motion.is_some() || self.torque.is_some() || self.target.is_some() || self.enabled.is_some();
+        self.verbose3 = false;
+        self.motion = None;
+        self.torque = None;
+        self.target = None;
+        self.enabled = None;
+        if !self.stop_unconfirmed {
+            // Taken from the next read, as at start.
+            self.commanded_enabled = None;
+        }
+        self.reported_mode = None;
+        self.voltage_mode_noted = false;
+        self.bitmap = None;
+        let before = self.queue.len();
+        self.queue.retain(|r| r.kind != Kind::TargetWrite);
+        if self.queue.len() != before {
+            out.events.push(Event::Refused(format!(
+                "setpoint not sent: {why}, and the unit of the target is not known until the mode is read again"
+            )));
+        }
+        if knew && !self.resync_logged {
+            self.resync_logged = true;
+            self.log(
+                format!(
+                    "{why}: the drive may have reset. Its motion and torque mode, target and enable flag are \
+                     read again; setpoints are refused until the mode is known"
+                ),
+                out,
+            );
+        }
+        self.last_verbose_try_s = None;
+        self.resync(now_s);
+    }
+
+    /// Before a stop: drops the queued target writes, parameter writes, console lines and
+    /// enables, so nothing sent after the `E0` moves the motor again. Returns whether a
+    /// target write was dropped.
+    fn drop_for_stop(&mut self, out: &mut CodecOut) -> bool {
+        let mut dropped_target = false;
+        let mut refused = Vec::new();
+        self.queue.retain(|r| match r.kind {
+            Kind::TargetWrite => {
+                dropped_target = true;
+                false
+            }
+            Kind::ParamWrite(i) => {
+                refused.push(format!(
+                    "writing {} (`{}`) cancelled: the motor was stopped",
+                    PARAMS[i].key, r.line
+                ));
+                false
+            }
+            Kind::Untracked => {
+                refused.push(format!("console line `{}` not sent: the motor was stopped", r.line));
+                false
+            }
+            Kind::Status(StatusIntent::Enable | StatusIntent::Resume) => false,
+            _ => true,
+        });
+        out.events.extend(refused.into_iter().map(Event::Refused));
+        dropped_target
+    }
+
+    /// Sends the stop: `E0` and, after an e-stop in speed or current mode, a zero target.
+    fn send_stop(&mut self, now_s: f64, out: &mut CodecOut) {
+        let disable = self.status_request(StatusIntent::Disable);
+        self.send_now(disable, now_s, out);
+        if self.stop_zeroes_target
+            && matches!(self.active_mode(), Some(ControlMode::Speed | ControlMode::Current))
+            && let Some(request) = self.target_request(Some(0.0))
+        {
+            self.send_now(request, now_s, out);
+            self.target = Some(0.0);
+            self.update_mode(out);
+        }
+    }
+
+    /// A stop (`Disable`, e-stop, port closing).
+    fn stop_motor(&mut self, zero_target: bool, now_s: f64, out: &mut CodecOut) {
+        self.commanded_enabled = Some(false);
+        self.stop_unconfirmed = true;
+        self.stop_zeroes_target =
+            zero_target && matches!(self.active_mode(), Some(ControlMode::Speed | ControlMode::Current));
+        let dropped_target = self.drop_for_stop(out);
+        self.send_stop(now_s, out);
+        if dropped_target && !self.stop_zeroes_target {
+            // The target held locally was never sent: read the drive's.
+            self.target = None;
+            self.reported_mode = None;
+            let reads = self.state_reads();
+            self.enqueue_first(reads);
+        }
     }
 
     // ---- events ----
@@ -676,6 +825,12 @@ impl SimpleFocCodec {
                 return;
             }
         }
+        if line.starts_with("MOT:") {
+            // The library's debug output while it initialises a motor (after a reset, or `FR`).
+            self.log(format!("drive: {line}"), out);
+            self.lost_sync(&format!("the drive printed `{line}`"), now_s, out);
+            return;
+        }
         match parsed {
             Parsed::Stream(values) => self.handle_stream(&values, now_s, out),
             Parsed::Reply { key, value, mode2 } => self.handle_reply(key, &value, mode2, line, now_s, out),
@@ -687,10 +842,10 @@ impl SimpleFocCodec {
                 });
                 let entry = index.and_then(|i| self.in_flight.remove(i));
                 self.handle_error(entry, line, out);
-                self.reassert_verbose(now_s);
+                self.lost_sync(&format!("a reply in verbose mode 2 (`{line}`)"), now_s, out);
             }
             Parsed::Scan(entry) => self.log(format!("commander id {entry}"), out),
-            Parsed::Warning => {}
+            Parsed::Warning => self.lost_sync("a verbose mode 2 warning", now_s, out),
             Parsed::Unknown => self.log(format!("drive: {line}"), out),
         }
     }
@@ -742,9 +897,9 @@ impl SimpleFocCodec {
     ) {
         let entry = self.take_in_flight(key);
         self.consecutive_timeouts = 0;
-        if mode2 && key != Key::Verbose {
-            self.verbose3 = false;
-            self.reassert_verbose(now_s);
+        if mode2 {
+            // Forgotten first: the value this reply carries is news from the drive as it is now.
+            self.lost_sync(&format!("a reply in verbose mode 2 (`{line}`)"), now_s, out);
         }
         let kind = entry.as_ref().map_or(Kind::Untracked, |e| e.kind);
         let value = value.trim();
@@ -759,11 +914,15 @@ impl SimpleFocCodec {
                         self.log(format!("Commander in machine-readable mode (motor {})", self.id()), out);
                     }
                     self.verbose3 = true;
+                    self.resync_logged = false;
                     // Confirmed: a later fall back to mode 2 (a board reset) is answered at once.
                     self.last_verbose_try_s = None;
-                } else {
-                    self.verbose3 = false;
-                    self.reassert_verbose(now_s);
+                } else if !mode2 {
+                    self.lost_sync(
+                        &format!("verbose mode reads `{value}`, not machine-readable"),
+                        now_s,
+                        out,
+                    );
                 }
             }
             Key::Decimal => {}
@@ -829,10 +988,29 @@ impl SimpleFocCodec {
             }
         };
         match kind {
+            // The motor is off only for the moment of a mode change; the state stays as it is.
+            Kind::Status(StatusIntent::Pause) => return,
             Kind::Status(StatusIntent::Enable) if !enabled => {
                 out.events.push(Event::Refused("enable: the motor still reads disabled (E = 0)".into()));
             }
+            Kind::Status(StatusIntent::Resume) if !enabled => {
+                out.events.push(Event::Refused(
+                    "mode change: the motor did not enable again afterwards (E reads 0)".into(),
+                ));
+            }
             Kind::Status(StatusIntent::Enable) => self.fault = None,
+            Kind::Status(StatusIntent::Disable) if !enabled => self.stop_unconfirmed = false,
+            Kind::Status(StatusIntent::Disable) if self.stop_unconfirmed => {
+                out.events.push(Event::Refused(
+                    "stop not confirmed yet: the motor still reads enabled (E = 1) after `E0`; sending it again"
+                        .into(),
+                ));
+                let again = self.in_flight.iter().any(|f| f.kind == Kind::Status(StatusIntent::Disable));
+                if !again {
+                    let now_s = self.now_s;
+                    self.send_stop(now_s, out);
+                }
+            }
             _ => {}
         }
         if self.commanded_enabled.is_none() {
@@ -842,6 +1020,7 @@ impl SimpleFocCodec {
             && self.enabled == Some(true)
             && self.commanded_enabled == Some(true)
             && kind != Kind::Status(StatusIntent::Disable)
+            && kind != Kind::Status(StatusIntent::Resume)
         {
             self.fault = Some(
                 "the motor disabled itself (E reads 0) without a disable command; \
@@ -852,6 +1031,33 @@ impl SimpleFocCodec {
         }
         self.enabled = Some(enabled);
         self.update_state(out);
+    }
+
+    /// Why a catalogue entry is not in its catalogue unit in the drive's present mode: the
+    /// velocity PID limit (`VL`) is a voltage under voltage torque control, and the angle
+    /// controller's limit (`AL`) is a current or voltage in angle_nocascade mode, where the
+    /// angle controller drives the torque directly.
+    fn unit_problem(&self, index: usize) -> Option<String> {
+        let d = &PARAMS[index];
+        match (d.cmd, d.sub) {
+            (b'V', b'L') => match self.torque {
+                None => Some("the drive's torque controller is not known yet, so VL may be in volts".into()),
+                Some(TORQUE_VOLTAGE) => {
+                    Some("the drive uses voltage torque control, where VL is a voltage, not a current".into())
+                }
+                Some(_) => None,
+            },
+            (b'A', b'L') => match self.motion {
+                None => Some("the drive's motion mode is not known yet, so AL may not be a speed".into()),
+                Some(5) => Some(
+                    "in angle_nocascade mode the angle controller's output limit (AL) is a current or voltage, \
+                     not a speed"
+                        .into(),
+                ),
+                Some(_) => None,
+            },
+            _ => None,
+        }
     }
 
     fn handle_param(&mut self, index: usize, kind: Kind, value: &str, out: &mut CodecOut) {
@@ -865,16 +1071,10 @@ impl SimpleFocCodec {
             }
             return;
         };
-        if d.cmd == b'V' && d.sub == b'L' && self.torque == Some(TORQUE_VOLTAGE) {
-            self.log(
-                format!(
-                    "{}: the drive uses voltage torque control, so VL = {raw} is in volts and not shown as a current",
-                    d.key
-                ),
-                out,
-            );
+        if let Some(problem) = self.unit_problem(index) {
+            self.log(format!("{}: {problem}, so {raw} is not shown as {}", d.key, d.unit), out);
             if kind == Kind::ParamWrite(index) {
-                out.events.push(Event::Refused(format!("{}: not confirmed as a current", d.key)));
+                out.events.push(Event::Refused(format!("{}: not confirmed in {}", d.key, d.unit)));
             }
             return;
         }
@@ -1004,8 +1204,18 @@ impl SimpleFocCodec {
     // ---- commands ----
 
     /// Mode change: the new motion type plus a target that starts from rest (0 rad/s, 0 A)
-    /// or from the present angle, sent back to back so no loop runs the old target in the new
-    /// unit.
+    /// or from the present angle.
+    ///
+    /// `C<n>` and the target are two commands, and the board runs its loops between them: for
+    /// that moment the old target number would act in the new unit (600 rad/s becoming a
+    /// 600 rad angle target; the library keeps the target across most motion changes). No
+    /// ordering of the two avoids that in general: no target number is safe in both units
+    /// (0 is a stop as a speed or torque, but a move to angle 0 as an angle, and the present
+    /// angle is a speed as a speed target). So a motor that is or may be running is switched
+    /// off around the change, `E0`, `C<n>`, target, `E1`: while disabled the library runs no
+    /// loop, and `E1` starts the loops afresh on the new target in the new unit. The motor
+    /// coasts for the few milliseconds the four lines take. A disabled motor needs no wrap;
+    /// while the enable flag is not known the change is refused.
     fn set_mode(&mut self, mode: ControlMode, now_s: f64, out: &mut CodecOut) -> Result<(), CodecError> {
         if self.active_mode() == Some(mode) {
             let setpoint = self.target.map_or(0.0, |t| to_canonical(mode, t));
@@ -1045,9 +1255,37 @@ impl SimpleFocCodec {
         let target = self.target_request(Some(target)).ok_or_else(|| {
             CodecError::Invalid(format!("the target {target} cannot be written in 18 characters"))
         })?;
-        // Outside the window: the two lines must reach the drive together.
+        let is_enable = |k: &Kind| matches!(k, Kind::Status(StatusIntent::Enable | StatusIntent::Resume));
+        let enabling = self.queue.iter().any(|r| is_enable(&r.kind))
+            || self.in_flight.iter().any(|r| is_enable(&r.kind));
+        let may_run = match self.enabled {
+            None => {
+                return Err(CodecError::Invalid(format!(
+                    "{} mode not selected: the drive's enable flag is not known yet, so the change could not \
+                     be made with the motor off",
+                    mode.label()
+                )));
+            }
+            Some(enabled) => enabled || enabling,
+        };
+        // On again afterwards only if drivebench wants it running (not during a stop); else the
+        // `E0` is a plain disable.
+        let resume = may_run && self.commanded_enabled == Some(true) && !self.stop_unconfirmed;
+        // Outside the window: the lines must reach the drive together, in this order.
+        if may_run {
+            let intent = if resume { StatusIntent::Pause } else { StatusIntent::Disable };
+            let off = self.status_request(intent);
+            self.send_now(off, now_s, out);
+        }
         self.send_now(motion, now_s, out);
         self.send_now(target, now_s, out);
+        if resume {
+            let on = self.status_request(StatusIntent::Resume);
+            self.send_now(on, now_s, out);
+        }
+        // Known again from the replies: until then a setpoint would be in an unknown unit.
+        self.motion = None;
+        self.target = None;
         Ok(())
     }
 
@@ -1058,6 +1296,12 @@ impl SimpleFocCodec {
         if mode == ControlMode::Current && self.motion == Some(0) && self.torque == Some(TORQUE_VOLTAGE) {
             return Err(voltage_mode_error());
         }
+        if self.motion.is_none() {
+            return Err(CodecError::WrongMode {
+                wanted: mode.label().into(),
+                active: "a not yet known".into(),
+            });
+        }
         if self.active_mode() != Some(mode) {
             return Err(CodecError::WrongMode { wanted: mode.label().into(), active: self.active_label() });
         }
@@ -1065,7 +1309,9 @@ impl SimpleFocCodec {
         let request = self.target_request(Some(vendor)).ok_or_else(|| {
             CodecError::Invalid(format!("the setpoint {value} {} does not fit in a command", mode.unit()))
         })?;
-        self.enqueue_first(vec![request]);
+        // At most one target waits: a newer setpoint replaces one not sent yet.
+        self.queue.retain(|r| r.kind != Kind::TargetWrite);
+        self.queue.push_front(request);
         self.target = Some(vendor);
         self.reported_mode = Some((mode, value));
         out.events.push(Event::Mode { mode, setpoint: value });
@@ -1078,10 +1324,8 @@ impl SimpleFocCodec {
         if !value.is_finite() {
             return Err(CodecError::Invalid(format!("{key}: the value is not a finite number")));
         }
-        if d.cmd == b'V' && d.sub == b'L' && self.torque == Some(TORQUE_VOLTAGE) {
-            return Err(CodecError::Invalid(format!(
-                "{key}: the drive uses voltage torque control, where VL is a voltage, not a current"
-            )));
+        if let Some(problem) = self.unit_problem(index) {
+            return Err(CodecError::Invalid(format!("{key} not written: {problem}")));
         }
         let vendor = if d.rpm { value * RAD_S_PER_RPM } else { value };
         let prefix = format!("{}{}{}", self.id(), char::from(d.cmd), char::from(d.sub));
@@ -1109,6 +1353,9 @@ impl SimpleFocCodec {
         let rest = &text[1..];
         let c0 = rest.as_bytes().first().copied().unwrap_or(0);
         if c0.is_ascii_digit() || c0 == b'-' || c0 == b'+' {
+            if rest.split(' ').any(is_hex_number) {
+                return RawIntent::Guarded(HEX_REASON.into());
+            }
             let mut values = rest.split(' ').filter(|t| !t.is_empty());
             let target = c_atof(values.next().unwrap_or(""));
             if values.next().is_some() {
@@ -1135,6 +1382,40 @@ impl SimpleFocCodec {
         let rb = rest.as_bytes();
         let cmd = c0;
         let sub = rb.get(1).copied().unwrap_or(0);
+        // Anything after the letter makes these a write (the library reads any text as a number,
+        // an empty one as 0), except the sub-commands that only read or set a loop rate.
+        let has_more = rb.len() > 1;
+        match cmd {
+            b'C' if has_more && !matches!(sub, b'D' | b'T') => {
+                return RawIntent::Guarded(
+                    "`C<n>` changes the motion mode and with it the unit of the target (rad/s, rad, A or V); \
+                     use the mode control, which changes it safely"
+                        .into(),
+                );
+            }
+            b'T' if has_more && sub != b'T' => {
+                return RawIntent::Guarded(
+                    "`T<n>` changes the torque controller and with it the unit of torque targets and limits \
+                     (A or V); use the mode control"
+                        .into(),
+                );
+            }
+            b'F' if has_more => {
+                return RawIntent::Guarded(
+                    "`F` re-initialises FOC, measures the motor or tunes the current loop: it applies voltages \
+                     and moves the motor"
+                        .into(),
+                );
+            }
+            b'S' if matches!(sub, b'M' | b'E') && rb.len() > 2 => {
+                return RawIntent::Guarded(
+                    "`SM`/`SE` write the sensor offset or the electrical zero angle: a wrong value makes the \
+                     motor run away or stall"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
         if !sub.is_ascii_uppercase() {
             return RawIntent::Other;
         }
@@ -1144,6 +1425,12 @@ impl SimpleFocCodec {
             return RawIntent::Other;
         }
         let d = &PARAMS[index];
+        if is_hex_number(value_text) {
+            return RawIntent::Guarded(format!("{}: {HEX_REASON}", d.key));
+        }
+        if let Some(problem) = self.unit_problem(index) {
+            return RawIntent::Guarded(format!("{}: {problem}", d.key));
+        }
         let value = c_atof(value_text);
         if !value.is_finite() {
             return RawIntent::Guarded(format!("{}: the value is not a finite number", d.key));
@@ -1319,6 +1606,18 @@ fn parse_mode2(line: &str) -> Option<Parsed> {
     None
 }
 
+const HEX_REASON: &str = "the number is in hexadecimal form (`0x…`), which the drive's C library may read \
+                          as a hexadecimal float, a value other than the one checked";
+
+/// Whether a number starts (after C white space and a sign) with `0x`: C's `strtod` reads
+/// hexadecimal floats (`0x1p4` = 16, `0x10` = 16) where [`c_atof`] sees 0.
+fn is_hex_number(text: &str) -> bool {
+    let t = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let t = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let b = t.as_bytes();
+    b.len() >= 2 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X')
+}
+
 /// What the Commander's `atof` makes of a console value (decimal, exponent, `inf`, `nan`).
 fn c_atof(text: &str) -> f64 {
     let t = text.trim_start();
@@ -1399,14 +1698,13 @@ impl Codec for SimpleFocCodec {
             }
             Command::Enable => {
                 self.commanded_enabled = Some(true);
+                self.stop_unconfirmed = false;
                 let request = self.status_request(StatusIntent::Enable);
                 self.enqueue_first(vec![request]);
                 Ok(())
             }
             Command::Disable => {
-                self.commanded_enabled = Some(false);
-                let request = self.status_request(StatusIntent::Disable);
-                self.send_now(request, now_s, out);
+                self.stop_motor(false, now_s, out);
                 Ok(())
             }
             Command::ResetFaults => {
@@ -1447,17 +1745,10 @@ impl Codec for SimpleFocCodec {
 
     fn estop(&mut self, now_s: f64, out: &mut CodecOut) {
         self.now_s = now_s;
-        self.commanded_enabled = Some(false);
-        let disable = self.status_request(StatusIntent::Disable);
-        self.send_now(disable, now_s, out);
-        // A zero speed or torque target, so that a later enable does not restart the motion.
-        if matches!(self.active_mode(), Some(ControlMode::Speed | ControlMode::Current))
-            && let Some(request) = self.target_request(Some(0.0))
-        {
-            self.send_now(request, now_s, out);
-            self.target = Some(0.0);
-            self.update_mode(out);
-        }
+        // With a zero speed or torque target, so that a later enable does not restart the
+        // motion. Nothing queued before is sent after it.
+        self.stop_motor(true, now_s, out);
+        self.flush(now_s, out);
     }
 
     fn raw(&mut self, text: &str, now_s: f64, out: &mut CodecOut) {
@@ -1474,7 +1765,11 @@ impl Codec for SimpleFocCodec {
         }
         let bytes = line.as_bytes();
         if bytes.first() == Some(&self.motor) && bytes.get(1) == Some(&b'E') && bytes.len() > 2 {
-            self.commanded_enabled = Some(c_atof(&line[2..]) != 0.0);
+            let enable = c_atof(&line[2..]) != 0.0;
+            self.commanded_enabled = Some(enable);
+            if enable {
+                self.stop_unconfirmed = false;
+            }
         }
         self.enqueue_first(vec![Request { line: line.to_string(), kind: Kind::Untracked, key: None }]);
         self.flush(now_s, out);
@@ -1509,6 +1804,19 @@ impl Codec for SimpleFocCodec {
                 Kind::Status(StatusIntent::Enable) => {
                     out.events.push(Event::Refused(format!("no reply to enable (`{}`)", entry.line)))
                 }
+                Kind::Status(StatusIntent::Resume) => out.events.push(Event::Refused(format!(
+                    "mode change: no reply to `{}`, so the motor may not be enabled again",
+                    entry.line
+                ))),
+                Kind::Status(StatusIntent::Disable) if self.stop_unconfirmed => {
+                    out.events.push(Event::Refused(format!(
+                        "stop not confirmed yet: no reply to `{}` within {REPLY_TIMEOUT_S} s; sending it again",
+                        entry.line
+                    )));
+                    if !self.in_flight.iter().any(|f| f.kind == Kind::Status(StatusIntent::Disable)) {
+                        self.send_stop(now_s, out);
+                    }
+                }
                 Kind::Verbose => self.log(
                     format!(
                         "no reply to `@3`: is the sketch running a Commander with the motor under `{}`?",
@@ -1520,13 +1828,13 @@ impl Codec for SimpleFocCodec {
                 _ => self.log(format!("no reply to `{}`", entry.line), out),
             }
         }
-        if !self.verbose3 || self.consecutive_timeouts >= 3 {
-            if self.consecutive_timeouts >= 3 {
-                self.verbose3 = false;
-                self.consecutive_timeouts = 0;
-            }
-            self.reassert_verbose(now_s);
+        if self.consecutive_timeouts >= 3 {
+            self.consecutive_timeouts = 0;
+            self.lost_sync("three requests in a row got no reply", now_s, out);
         }
+        // Verbose mode until confirmed, and reads of the state still unknown (again when a
+        // read timed out).
+        self.resync(now_s);
         if now_s >= self.next_status_s {
             self.next_status_s = now_s + STATUS_POLL_S;
             if !self.pending_status() {
@@ -1547,9 +1855,7 @@ impl Codec for SimpleFocCodec {
 
     fn stop(&mut self, now_s: f64, out: &mut CodecOut) {
         self.now_s = now_s;
-        self.commanded_enabled = Some(false);
-        let request = self.status_request(StatusIntent::Disable);
-        self.send_now(request, now_s, out);
+        self.stop_motor(false, now_s, out);
     }
 }
 
@@ -1578,6 +1884,33 @@ mod tests {
         }
         assert!(codec.in_flight.is_empty() && codec.queue.is_empty(), "{:?}", codec.in_flight);
         codec
+    }
+
+    /// Answers every request in flight as a board in verbose mode 3 would (motion type,
+    /// torque controller and enable flag as given, target 0, parameters 0, writes echoed),
+    /// until none is left. Returns everything the codec produced meanwhile.
+    fn settle(codec: &mut SimpleFocCodec, motion: &str, torque: &str, enabled: &str, now_s: f64) -> CodecOut {
+        let mut all = CodecOut::new();
+        for _ in 0..200 {
+            let Some(front) = codec.in_flight.front() else { break };
+            let line = front.line.clone();
+            let reply = match line.as_str() {
+                "@3" => "@machine".to_string(),
+                "MT" => format!("MT{torque}"),
+                "MC" => format!("MC{motion}"),
+                "M" => "M0.000000".into(),
+                "ME" => format!("ME{enabled}"),
+                l if l.len() == 3 && l.bytes().all(|b| b.is_ascii_uppercase()) => format!("{l}0.000000"),
+                l => l.to_string(),
+            };
+            let mut out = CodecOut::new();
+            codec.feed(format!("{reply}\r\n").as_bytes(), now_s, &mut out);
+            all.tx.extend(out.tx);
+            all.events.extend(out.events);
+            all.samples.extend(out.samples);
+        }
+        assert!(codec.in_flight.is_empty(), "{:?}", codec.in_flight);
+        all
     }
 
     fn feed_str(codec: &mut SimpleFocCodec, text: &str, now_s: f64) -> CodecOut {
@@ -1622,7 +1955,8 @@ mod tests {
             out.events
         );
         assert_eq!(tx(&out), "@3\n#6\nMMS1101011\n", "mode 2 seen: mode 3 asserted again");
-        feed_str(&mut codec, "@machine\r\n#6\r\nMMS1101011\r\n", 0.04);
+        let out = settle(&mut codec, "vel", "foc curr", "0", 0.04);
+        assert_eq!(tx(&out), "MT\nMC\nM\nME\n", "and the state read again");
         let (_, out) = command(&mut codec, Command::ReadParam("velocity_kp".into()));
         assert_eq!(tx(&out), "MVP\n");
         let out = feed_str(&mut codec, "MVP1.200\r\n", 0.05);
@@ -1633,9 +1967,11 @@ mod tests {
         assert_eq!(tx(&out), "MLV20\n");
         let out = feed_str(&mut codec, "Limits| vel: 20.000\r\n", 0.06);
         assert!(
-            matches!(&out.events[0], Event::ParamWritten { key, value } if key == "velocity_limit_rpm" && (value - rpm).abs() < 1e-9)
+            out.events.iter().any(|e| matches!(e, Event::ParamWritten { key, value } if key == "velocity_limit_rpm" && (value - rpm).abs() < 1e-9)),
+            "{:?}",
+            out.events
         );
-        feed_str(&mut codec, "@machine\r\n#6\r\nMMS1101011\r\nMAL20.000000\r\n", 0.07);
+        settle(&mut codec, "vel", "foc curr", "0", 0.07);
         // ME1 → Status: 1.
         let (_, out) = command(&mut codec, Command::Enable);
         assert_eq!(tx(&out), "ME1\n");
@@ -1651,11 +1987,18 @@ mod tests {
             "{:?}",
             out.events
         );
-        // Target: 10.000 (mode 2).
+        // Target: 10.000 (mode 2): the target is taken, the mode read again.
         let out = feed_str(&mut codec, "Target: 10.000\r\n", 0.09);
+        assert_eq!(codec.target, Some(10.0));
+        assert_eq!(codec.motion, None);
+        assert!(tx(&out).starts_with("@3\n") && codec.pending(Kind::Motion), "{}", tx(&out));
+        let out = feed_str(&mut codec, "@machine\r\n#6\r\nMMS1101011\r\nMTfoc curr\r\nMCvel\r\n", 0.09);
         assert!(
-            out.events.contains(&Event::Mode { mode: ControlMode::Speed, setpoint: 10.0 * RPM_PER_RAD_S })
+            out.events.contains(&Event::Mode { mode: ControlMode::Speed, setpoint: 10.0 * RPM_PER_RAD_S }),
+            "{:?}",
+            out.events
         );
+        settle(&mut codec, "vel", "foc curr", "1", 0.09);
         // MMS0000011 and the stream vector.
         let out = feed_str(&mut codec, "Monitor | 0000011\r\n9.9871\t123.4567\r\n", 0.1);
         let samples: Vec<(u16, f64)> = out.samples.iter().map(|s| (s.signal, s.value)).collect();
@@ -1665,13 +2008,17 @@ mod tests {
         assert_eq!(samples[1].0, SIG_POSITION);
         assert!((samples[1].1 - 123.4567 / TAU).abs() < 1e-9);
         assert!(out.samples.iter().all(|s| s.t_s == 0.1));
-        // MX → unknown cmd err: logged.
-        let out = feed_str(&mut codec, "unknown cmd err\r\n", 0.11);
-        assert!(matches!(&out.events[..], [Event::Log(text)] if text.contains("err")), "{:?}", out.events);
-        let out = feed_str(&mut codec, "MXerr\r\n", 0.12);
+        settle(&mut codec, "vel", "foc curr", "1", 0.1);
+        // MX → unknown cmd err: logged (and, being mode 2, a loss of sync). A second later, so
+        // that the log budget of the first second does not hide the lines.
+        let out = feed_str(&mut codec, "unknown cmd err\r\n", 1.11);
+        let logged = |part: &str| out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains(part)));
+        assert!(logged("drive: unknown cmd err") && logged("may have reset"), "{:?}", out.events);
+        settle(&mut codec, "vel", "foc curr", "1", 1.115);
+        let out = feed_str(&mut codec, "MXerr\r\n", 1.12);
         assert!(matches!(&out.events[..], [Event::Log(text)] if text.contains("MXerr")), "{:?}", out.events);
         // M:motor (the listing in mode 2) and ?M:motor (mode 3) are only logged.
-        let out = feed_str(&mut codec, "?M:motor\r\n", 0.13);
+        let out = feed_str(&mut codec, "?M:motor\r\n", 1.13);
         assert!(matches!(&out.events[..], [Event::Log(text)] if text.contains("M:motor")));
     }
 
@@ -1915,6 +2262,320 @@ mod tests {
         assert_eq!(out.events, vec![Event::State(DriveState::Idle)]);
     }
 
+    /// A speed-mode codec with the motor enabled and the three-request window filled with
+    /// reads the drive has not answered yet.
+    fn busy_enabled_codec() -> SimpleFocCodec {
+        let mut codec = ready_codec("vel", "foc curr");
+        command(&mut codec, Command::Enable).0.unwrap();
+        feed_str(&mut codec, "ME1\r\n", 0.015);
+        for key in ["velocity_kp", "velocity_ki", "velocity_kd"] {
+            command(&mut codec, Command::ReadParam(key.into())).0.unwrap();
+        }
+        assert_eq!(codec.in_flight.len(), MAX_IN_FLIGHT);
+        codec
+    }
+
+    /// Target writes (`M<number>`) in some bytes sent to the drive.
+    fn target_writes(text: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.len() > 1 && l.starts_with('M') && !l.as_bytes()[1].is_ascii_uppercase())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn only_the_newest_setpoint_waits() {
+        let mut codec = busy_enabled_codec();
+        for rpm in [100.0, 300.0, 600.0] {
+            let (r, out) = command(&mut codec, Command::SetSetpoint(ControlMode::Speed, rpm));
+            assert_eq!(r, Ok(()));
+            assert!(out.tx.is_empty(), "the window is full");
+        }
+        assert_eq!(codec.queue.iter().filter(|r| r.kind == Kind::TargetWrite).count(), 1);
+        let out = feed_str(&mut codec, "MVP1.000000\r\nMVI1.000000\r\nMVD0.000000\r\n", 0.05);
+        assert_eq!(target_writes(&tx(&out)), vec!["M62.831853"], "{}", tx(&out));
+    }
+
+    #[test]
+    fn estop_drops_queued_setpoints_writes_and_console_lines() {
+        let mut codec = busy_enabled_codec();
+        for rpm in [100.0, 300.0, 600.0] {
+            command(&mut codec, Command::SetSetpoint(ControlMode::Speed, rpm)).0.unwrap();
+        }
+        command(&mut codec, Command::WriteParam("velocity_kp".into(), 0.3)).0.unwrap();
+        command(&mut codec, Command::Raw("MLC5".into())).0.unwrap();
+        command(&mut codec, Command::Enable).0.unwrap();
+        let mut out = CodecOut::new();
+        codec.estop(0.04, &mut out);
+        assert_eq!(tx(&out), "ME0\nM0\n");
+        let refused: Vec<&String> = out
+            .events
+            .iter()
+            .filter_map(|e| if let Event::Refused(t) = e { Some(t) } else { None })
+            .collect();
+        assert!(refused.iter().any(|t| t.contains("velocity_kp")), "{refused:?}");
+        assert!(refused.iter().any(|t| t.contains("MLC5")), "{refused:?}");
+        assert!(out.events.contains(&Event::Mode { mode: ControlMode::Speed, setpoint: 0.0 }));
+        // The late replies free the window: nothing queued before the stop follows it.
+        let mut sent = String::new();
+        let out =
+            feed_str(&mut codec, "MVP1.000000\r\nMVI1.000000\r\nMVD0.000000\r\nME0\r\nM0.000000\r\n", 0.05);
+        sent.push_str(&tx(&out));
+        let mut out = CodecOut::new();
+        codec.poll(0.6, &mut out);
+        sent.push_str(&tx(&out));
+        assert!(target_writes(&sent).is_empty(), "{sent}");
+        assert!(!sent.contains("MVP0.3") && !sent.contains("MLC5") && !sent.contains("ME1"), "{sent}");
+        assert_eq!(codec.target, Some(0.0));
+
+        // A disable drops them too; the drive's own target is read back.
+        let mut codec = busy_enabled_codec();
+        command(&mut codec, Command::SetSetpoint(ControlMode::Speed, 600.0)).0.unwrap();
+        command(&mut codec, Command::WriteParam("velocity_ki".into(), 2.0)).0.unwrap();
+        let (_, out) = command(&mut codec, Command::Disable);
+        assert_eq!(tx(&out), "ME0\n");
+        assert!(out.events.iter().any(|e| matches!(e, Event::Refused(t) if t.contains("velocity_ki"))));
+        let out = feed_str(&mut codec, "MVP1.000000\r\nMVI1.000000\r\nMVD0.000000\r\nME0\r\n", 0.05);
+        assert_eq!(tx(&out), "M\n", "only the target read follows");
+        let out = feed_str(&mut codec, "M0.000000\r\n", 0.06);
+        assert_eq!(out.events, vec![Event::Mode { mode: ControlMode::Speed, setpoint: 0.0 }]);
+    }
+
+    #[test]
+    fn board_reset_forgets_the_mode_until_read_again() {
+        for reset in ["MOT: Ready.\r\nStatus: 1\r\n", "Verb:on!\r\n", "Status: 1\r\n", "on!\r\n"] {
+            let mut codec = ready_codec("angle", "foc curr");
+            let out = feed_str(&mut codec, reset, 0.6);
+            assert!(
+                out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("may have reset"))),
+                "{reset:?}: {:?}",
+                out.events
+            );
+            assert_eq!(tx(&out), "@3\n#6\nMMS1101011\n", "{reset:?}");
+            assert_eq!((codec.motion, codec.torque, codec.target), (None, None, None), "{reset:?}");
+            // No setpoint in a unit that is not known.
+            let (r, out) = command(&mut codec, Command::SetSetpoint(ControlMode::Position, 10.0));
+            assert_eq!(
+                r,
+                Err(CodecError::WrongMode { wanted: "Position".into(), active: "a not yet known".into() }),
+                "{reset:?}"
+            );
+            assert!(out.tx.is_empty());
+            assert!(matches!(codec.raw_intent("M62"), RawIntent::Guarded(_)));
+            // The board came back in velocity mode.
+            let out = settle(&mut codec, "vel", "foc curr", "1", 0.7);
+            assert_eq!(tx(&out), "MT\nMC\nM\nME\n", "{reset:?}");
+            assert!(
+                out.events.contains(&Event::Mode { mode: ControlMode::Speed, setpoint: 0.0 }),
+                "{reset:?}"
+            );
+            assert!(codec.verbose3);
+            let (r, _) = command(&mut codec, Command::SetSetpoint(ControlMode::Position, 10.0));
+            assert!(matches!(r, Err(CodecError::WrongMode { .. })));
+            let (r, out) = command(&mut codec, Command::SetSetpoint(ControlMode::Speed, 600.0));
+            assert_eq!((r, tx(&out).as_str()), (Ok(()), "M62.831853\n"));
+        }
+        // Three requests in a row without a reply: verbose mode may be lost as well.
+        let mut codec = ready_codec("angle", "foc curr");
+        for key in ["velocity_kp", "velocity_ki", "velocity_kd"] {
+            command(&mut codec, Command::ReadParam(key.into())).0.unwrap();
+        }
+        let mut out = CodecOut::new();
+        codec.poll(0.6, &mut out);
+        assert_eq!(codec.motion, None);
+        assert!(tx(&out).starts_with("@3\n#6\nMMS1101011\n"), "{}", tx(&out));
+    }
+
+    #[test]
+    fn lost_start_up_reads_are_asked_again() {
+        // A board that resets when the port opens: the set-up lines get through late and the
+        // reads behind them are lost; from 1.5 s on it answers everything.
+        let mut codec = SimpleFocCodec::new('M');
+        let mut out = CodecOut::new();
+        codec.start(0.0, &mut out);
+        for step in 1..=300 {
+            let t = f64::from(step) * 0.01;
+            let mut out = CodecOut::new();
+            codec.poll(t, &mut out);
+            if t > 1.5 {
+                settle(&mut codec, "vel", "foc curr", "0", t);
+            } else if codec.in_flight.iter().any(|f| f.line == "@3") {
+                codec.in_flight.clear();
+                feed_str(&mut codec, "@machine\r\n#6\r\nMMS1101011\r\n", t);
+                // The reads now sent are lost.
+                codec.in_flight.retain(|f| f.line.len() > 2);
+            }
+        }
+        assert_eq!((codec.motion, codec.torque, codec.enabled), (Some(1), Some(2), Some(false)));
+        assert_eq!(codec.target, Some(0.0));
+        let (r, _) = command(&mut codec, Command::SetSetpoint(ControlMode::Speed, 100.0));
+        assert_eq!(r, Ok(()));
+    }
+
+    #[test]
+    fn mode_change_of_a_running_motor_is_wrapped_in_e0_e1() {
+        let running = || {
+            let mut codec = ready_codec("vel", "foc curr");
+            command(&mut codec, Command::Enable).0.unwrap();
+            feed_str(&mut codec, "ME1\r\n", 0.012);
+            feed_str(&mut codec, "0.0\t0.0\t0.0\t0.0\t3.5\r\n", 0.015);
+            codec
+        };
+        let mut codec = running();
+        let (r, out) = command(&mut codec, Command::SetMode(ControlMode::Position));
+        assert_eq!((r, tx(&out).as_str()), (Ok(()), "ME0\nMC2\nM3.5\nME1\n"));
+        // Until the drive confirms, no setpoint in either unit.
+        for mode in [ControlMode::Speed, ControlMode::Position] {
+            let (r, _) = command(&mut codec, Command::SetSetpoint(mode, 1.0));
+            assert!(matches!(r, Err(CodecError::WrongMode { .. })), "{r:?}");
+        }
+        let out = feed_str(&mut codec, "ME0\r\nMCangle\r\nM3.500000\r\nME1\r\n", 0.03);
+        assert_eq!(out.events, vec![Event::Mode { mode: ControlMode::Position, setpoint: 3.5 / TAU }]);
+        // From angle to torque, likewise.
+        let (r, out) = command(&mut codec, Command::SetMode(ControlMode::Current));
+        assert_eq!((r, tx(&out).as_str()), (Ok(()), "ME0\nMC0\nM0\nME1\n"));
+        // A stop in progress: off, changed, and left off.
+        let mut codec = running();
+        let mut out = CodecOut::new();
+        codec.estop(0.02, &mut out);
+        let (r, out) = command(&mut codec, Command::SetMode(ControlMode::Position));
+        assert_eq!((r, tx(&out).as_str()), (Ok(()), "ME0\nMC2\nM3.5\n"));
+        // An enable on its way counts as running.
+        let mut codec = ready_codec("vel", "foc curr");
+        command(&mut codec, Command::Enable).0.unwrap();
+        feed_str(&mut codec, "0.0\t0.0\t0.0\t0.0\t3.5\r\n", 0.015);
+        let (_, out) = command(&mut codec, Command::SetMode(ControlMode::Position));
+        assert_eq!(tx(&out), "ME0\nMC2\nM3.5\nME1\n");
+        // Enable flag not known: refused.
+        let mut codec = running();
+        codec.enabled = None;
+        let (r, out) = command(&mut codec, Command::SetMode(ControlMode::Position));
+        assert!(matches!(r, Err(CodecError::Invalid(ref t)) if t.contains("enable flag")), "{r:?}");
+        assert!(out.tx.is_empty());
+    }
+
+    #[test]
+    fn lost_stop_is_sent_again_until_confirmed() {
+        let mut codec = ready_codec("vel", "foc curr");
+        command(&mut codec, Command::Enable).0.unwrap();
+        feed_str(&mut codec, "ME1\r\n", 0.012);
+        let mut out = CodecOut::new();
+        codec.estop(0.1, &mut out);
+        assert_eq!(tx(&out), "ME0\nM0\n");
+        // Lost: sent again, with a refusal saying so.
+        let mut out = CodecOut::new();
+        codec.poll(0.65, &mut out);
+        assert!(tx(&out).starts_with("ME0\nM0\n"), "{}", tx(&out));
+        assert!(
+            out.events.iter().any(|e| matches!(e, Event::Refused(t) if t.contains("not confirmed"))),
+            "{:?}",
+            out.events
+        );
+        // The drive still reads enabled: again.
+        let out = feed_str(&mut codec, "ME1\r\n", 0.7);
+        assert!(out.events.iter().any(|e| matches!(e, Event::Refused(t) if t.contains("not confirmed"))));
+        let out = feed_str(&mut codec, "M0.000000\r\n", 0.7);
+        assert!(out.tx.is_empty());
+        let mut out = CodecOut::new();
+        codec.poll(1.3, &mut out);
+        assert!(tx(&out).contains("ME0\n"), "{}", tx(&out));
+        // Confirmed: no more.
+        settle(&mut codec, "vel", "foc curr", "0", 1.35);
+        assert!(!codec.stop_unconfirmed);
+        let mut out = CodecOut::new();
+        codec.poll(2.0, &mut out);
+        assert!(!tx(&out).contains("ME0"), "{}", tx(&out));
+        // A disable is retried the same way.
+        let mut codec = ready_codec("vel", "foc curr");
+        command(&mut codec, Command::Disable).0.unwrap();
+        let mut out = CodecOut::new();
+        codec.poll(0.6, &mut out);
+        assert!(tx(&out).starts_with("ME0\n") && !tx(&out).contains("M0\n"), "{}", tx(&out));
+        assert!(out.events.iter().any(|e| matches!(e, Event::Refused(t) if t.contains("not confirmed"))));
+        // Enabling again ends the retries.
+        command(&mut codec, Command::Enable).0.unwrap();
+        let mut out = CodecOut::new();
+        codec.poll(1.2, &mut out);
+        assert!(!tx(&out).contains("ME0"), "{}", tx(&out));
+    }
+
+    #[test]
+    fn console_guards_mode_foc_sensor_and_hex_lines() {
+        let codec = ready_codec("vel", "foc curr");
+        let guarded = |line: &str| matches!(codec.raw_intent(line), RawIntent::Guarded(_));
+        for line in [
+            "MC2",
+            "MC0",
+            "MC 1",
+            "MCx",
+            "MCX5",
+            "MT0",
+            "MT1",
+            "MTx",
+            "MFR",
+            "MFP24",
+            "MFC100",
+            "MSM1.5",
+            "MSE0",
+            "MSE-1",
+            "M0x10",
+            "M-0X1p4",
+            "M1 0x5",
+            "MLC0x10",
+            "MVP 0x1p-2",
+            "MLV+0x20",
+        ] {
+            assert!(guarded(line), "{line}: {:?}", codec.raw_intent(line));
+        }
+        for line in [
+            "MC",
+            "MCD5",
+            "MCT",
+            "MT",
+            "MTT",
+            "MSM",
+            "MSE",
+            "MF",
+            "ME1",
+            "MR0x10",
+            "X0x10",
+            "XC2",
+            "MMS1101011",
+        ] {
+            assert_eq!(codec.raw_intent(line), RawIntent::Other, "{line}");
+        }
+        assert_eq!(codec.raw_intent("MLC0.5"), RawIntent::Param("current_limit_a".into(), 0.5));
+        assert_eq!(codec.raw_intent("M0"), RawIntent::Setpoint(ControlMode::Speed, 0.0));
+        // Control characters (several commands in one line) are guarded by the codec itself.
+        for line in ["M1\nM600", "MLC1\rMLC50", "M1\tM6", "M1\u{7f}", "M1\u{0}MLC9"] {
+            assert!(guarded(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn angle_limit_is_not_a_speed_in_angle_nocascade() {
+        let mut codec = ready_codec("angle nocascade", "foc curr");
+        let (r, out) = command(&mut codec, Command::WriteParam("angle_output_limit_rpm".into(), 100.0));
+        assert!(matches!(r, Err(CodecError::Invalid(ref t)) if t.contains("angle_nocascade")), "{r:?}");
+        assert!(out.tx.is_empty());
+        assert!(matches!(codec.raw_intent("MAL5"), RawIntent::Guarded(_)));
+        command(&mut codec, Command::ReadParam("angle_output_limit_rpm".into())).0.unwrap();
+        let out = feed_str(&mut codec, "MAL2.000000\r\n", 0.05);
+        assert!(!out.events.iter().any(|e| matches!(e, Event::ParamValue { .. })), "{:?}", out.events);
+        assert!(
+            out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("angle_output_limit_rpm")))
+        );
+        // In angle mode it is a speed.
+        let mut codec = ready_codec("angle", "foc curr");
+        let (r, out) =
+            command(&mut codec, Command::WriteParam("angle_output_limit_rpm".into(), 60.0 * RPM_PER_RAD_S));
+        assert_eq!((r, tx(&out).as_str()), (Ok(()), "MAL60\n"));
+        assert!(matches!(codec.raw_intent("MAL5"), RawIntent::Param(k, _) if k == "angle_output_limit_rpm"));
+        // VL in voltage torque mode is a voltage: guarded on the console as well.
+        let codec = ready_codec("vel", "volt");
+        assert!(matches!(codec.raw_intent("MVL5"), RawIntent::Guarded(_)));
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..30)) {
@@ -2128,5 +2789,89 @@ mod tests {
         assert!((speed - 600.0).abs() < 0.03 * 600.0, "speed {speed}");
         let n = bench.samples.iter().filter(|s| s.signal == SIG_SPEED && s.t_s > bench.t_s - 1.0).count();
         assert!(n >= 50, "{n} polled samples in 1 s");
+    }
+
+    #[test]
+    fn loop_mode_change_never_runs_the_old_target_in_the_new_unit() {
+        let mut bench = Bench::new(100.0);
+        bench.run(0.3);
+        bench.command(Command::Enable).unwrap();
+        bench.run(0.05);
+        bench.command(Command::SetSetpoint(ControlMode::Speed, 600.0)).unwrap();
+        bench.run(0.5);
+        bench.take_events();
+        // 62.83 rad/s read as an angle would be 10 rev, far from the shaft.
+        let mut out = CodecOut::new();
+        bench.codec.command(&Command::SetMode(ControlMode::Position), bench.t_s, &mut out).unwrap();
+        let text = String::from_utf8(std::mem::take(&mut out.tx)).unwrap();
+        bench.deliver(out);
+        // The lines reach the board one per millisecond, the loops running in between.
+        let mut frames = Vec::new();
+        let mut checked = 0;
+        for line in text.split_inclusive('\n') {
+            let mut reply = Vec::new();
+            bench.device.receive(line.as_bytes(), bench.t_s, &mut bench.drive, &mut reply);
+            let mut out = CodecOut::new();
+            bench.codec.feed(&reply, bench.t_s, &mut out);
+            bench.deliver(out);
+            bench.t_s += 0.001;
+            frames.clear();
+            bench.drive.advance(0.001, &mut frames);
+            let Some(frame) = frames.last() else { continue };
+            if bench.drive.is_enabled() && bench.drive.mode() == ControlMode::Position {
+                checked += 1;
+                assert!(
+                    (bench.drive.setpoint() - frame.position_rev).abs() < 1.0,
+                    "after `{}`: angle target {} rev, shaft at {} rev",
+                    line.trim_end(),
+                    bench.drive.setpoint(),
+                    frame.position_rev
+                );
+            }
+        }
+        assert!(checked > 0 && bench.drive.is_enabled(), "enabled again after the change");
+        bench.run(0.3);
+        let events = bench.take_events();
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Mode { mode: ControlMode::Position, .. })),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::State(_) | Event::Refused(_))), "{events:?}");
+    }
+
+    #[test]
+    fn loop_board_reset_is_recovered() {
+        let mut bench = Bench::new(100.0);
+        bench.run(0.3);
+        bench.command(Command::Enable).unwrap();
+        bench.run(0.05);
+        bench.command(Command::SetMode(ControlMode::Position)).unwrap();
+        bench.run(0.1);
+        assert_eq!(bench.codec.motion, Some(2));
+        bench.take_events();
+        // The board resets: the sketch starts again in velocity mode, disabled, in verbose mode 2
+        // and with the default monitoring variables.
+        bench.drive.disable();
+        bench.drive.set_mode(ControlMode::Speed);
+        bench.drive.set_setpoint(0.0);
+        bench.device = SimpleFocDevice::new('M', 100.0);
+        bench.run(1.0);
+        let events = bench.take_events();
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("may have reset"))),
+            "{events:?}"
+        );
+        assert!(events.contains(&Event::Mode { mode: ControlMode::Speed, setpoint: 0.0 }), "{events:?}");
+        assert!(events.contains(&Event::State(DriveState::Idle)), "{events:?}");
+        assert!(bench.codec.verbose3 && bench.codec.bitmap == Some(0b1101011));
+        assert!(matches!(
+            bench.command(Command::SetSetpoint(ControlMode::Position, 1.0)),
+            Err(CodecError::WrongMode { .. })
+        ));
+        bench.command(Command::Enable).unwrap();
+        bench.command(Command::SetSetpoint(ControlMode::Speed, 300.0)).unwrap();
+        bench.run(1.0);
+        let speed = bench.mean(SIG_SPEED, 0.3);
+        assert!((speed - 300.0).abs() < 0.03 * 300.0, "speed {speed}");
     }
 }

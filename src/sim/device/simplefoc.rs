@@ -819,18 +819,24 @@ impl SimpleFocDevice {
         }
     }
 
-    /// `updateMotionControlType`: entering an angle mode holds the present angle, entering a
-    /// velocity or torque mode stops.
+    /// `updateMotionControlType` as the library's code runs it (its comment promises more):
+    /// the `switch` falls through with `break`s that leave the target alone except when
+    /// entering torque mode (target 0), velocity open loop from velocity (0), and angle open
+    /// loop from angle or angle_nocascade (the present angle). Every other change keeps the
+    /// old target number, now read in the new unit: a host must send the new target before
+    /// the loops run.
     fn update_motion(&mut self, motion: u8, drive: &mut SimDrive) {
         if motion == self.motion {
             return;
         }
-        let angle_like = |m: u8| matches!(m, MOTION_ANGLE | MOTION_ANGLE_OPENLOOP | MOTION_ANGLE_NOCASCADE);
-        let velocity_like = |m: u8| matches!(m, MOTION_VELOCITY | MOTION_VELOCITY_OPENLOOP);
-        if angle_like(motion) && !angle_like(self.motion) {
-            self.target = self.shaft_angle() as f32;
-        } else if (velocity_like(motion) && !velocity_like(self.motion)) || motion == MOTION_TORQUE {
-            self.target = 0.0;
+        let old = self.motion;
+        match motion {
+            MOTION_TORQUE => self.target = 0.0,
+            MOTION_VELOCITY_OPENLOOP if old == MOTION_VELOCITY => self.target = 0.0,
+            MOTION_ANGLE_OPENLOOP if old == MOTION_ANGLE || old == MOTION_ANGLE_NOCASCADE => {
+                self.target = self.shaft_angle() as f32;
+            }
+            _ => {}
         }
         self.motion = motion;
         self.update_velocity_limit(self.velocity_limit);
@@ -1381,11 +1387,10 @@ mod tests {
         run(&mut device, &mut drive, &mut t, 1.0);
         let speed = drive.setpoint();
         assert!((speed - 600.0).abs() < 0.01, "{speed}");
-        // Angle mode starts at the present angle.
+        // Angle mode keeps the target number: 62.83 rad now.
         assert_eq!(send(&mut device, &mut drive, b"MC2\n"), "Motion:angle\r\n");
         assert_eq!(drive.mode(), ControlMode::Position);
-        let angle = device.target;
-        assert!(angle > 1.0, "{angle}");
+        assert!((drive.setpoint() - 10.0).abs() < 1e-3, "{}", drive.setpoint());
         send(&mut device, &mut drive, b"M0\n");
         assert_eq!(drive.setpoint(), 0.0);
         assert_eq!(send(&mut device, &mut drive, b"MC0\n"), "Motion:torque\r\n");
@@ -1398,6 +1403,46 @@ mod tests {
         send(&mut device, &mut drive, b"MLV10\n");
         assert!((drive.config().drive.profile_speed_rpm - 10.0 * RPM_PER_RAD_S).abs() < 1e-3);
         assert_eq!(drive.config().drive.speed_limit_rpm, 4000.0);
+    }
+
+    #[test]
+    fn motion_changes_keep_the_target_as_the_library_does() {
+        let (mut device, mut drive) = setup();
+        send(&mut device, &mut drive, b"@3\n");
+        let mut t = 0.0;
+        run(&mut device, &mut drive, &mut t, 0.01);
+        let steps: &[(&[u8], &str)] = &[
+            (b"MC2\n", "MCangle\r\n"),
+            (b"M50\n", "M50.000\r\n"),
+            // From angle to velocity: 50 rad becomes 50 rad/s.
+            (b"MC1\n", "MCvel\r\n"),
+            (b"M\n", "M50.000\r\n"),
+            // Velocity to velocity open loop stops.
+            (b"MC3\n", "MCvel open\r\n"),
+            (b"M\n", "M0.000\r\n"),
+            (b"M7\n", "M7.000\r\n"),
+            // Open loop to closed loop keeps the number.
+            (b"MC1\n", "MCvel\r\n"),
+            (b"M\n", "M7.000\r\n"),
+            // Torque mode always starts at 0.
+            (b"MC0\n", "MCtorque\r\n"),
+            (b"M\n", "M0.000\r\n"),
+            (b"M1.5\n", "M1.500\r\n"),
+            (b"MC5\n", "MCangle nocascade\r\n"),
+            (b"M\n", "M1.500\r\n"),
+            // Angle open loop from an angle mode holds the present angle (0 here).
+            (b"MC4\n", "MCangle open\r\n"),
+            (b"M\n", "M0.000\r\n"),
+        ];
+        for (request, reply) in steps {
+            assert_eq!(
+                send(&mut device, &mut drive, request),
+                *reply,
+                "{}",
+                String::from_utf8_lossy(request)
+            );
+        }
+        assert_eq!(drive.mode(), ControlMode::Position);
     }
 
     #[test]
