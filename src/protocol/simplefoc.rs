@@ -1258,16 +1258,9 @@ impl SimpleFocCodec {
         let is_enable = |k: &Kind| matches!(k, Kind::Status(StatusIntent::Enable | StatusIntent::Resume));
         let enabling = self.queue.iter().any(|r| is_enable(&r.kind))
             || self.in_flight.iter().any(|r| is_enable(&r.kind));
-        let may_run = match self.enabled {
-            None => {
-                return Err(CodecError::Invalid(format!(
-                    "{} mode not selected: the drive's enable flag is not known yet, so the change could not \
-                     be made with the motor off",
-                    mode.label()
-                )));
-            }
-            Some(enabled) => enabled || enabling,
-        };
+        // An enable flag not read yet (a mode chosen right after connecting) counts as running:
+        // the change is then made with the motor switched off, the safe side.
+        let may_run = self.enabled.is_none_or(|enabled| enabled) || enabling;
         // On again afterwards only if drivebench wants it running (not during a stop); else the
         // `E0` is a plain disable.
         let resume = may_run && self.commanded_enabled == Some(true) && !self.stop_unconfirmed;
@@ -2446,12 +2439,12 @@ mod tests {
         feed_str(&mut codec, "0.0\t0.0\t0.0\t0.0\t3.5\r\n", 0.015);
         let (_, out) = command(&mut codec, Command::SetMode(ControlMode::Position));
         assert_eq!(tx(&out), "ME0\nMC2\nM3.5\nME1\n");
-        // Enable flag not known: refused.
+        // Enable flag not known yet (just connected): the change is made with the motor off.
         let mut codec = running();
         codec.enabled = None;
         let (r, out) = command(&mut codec, Command::SetMode(ControlMode::Position));
-        assert!(matches!(r, Err(CodecError::Invalid(ref t)) if t.contains("enable flag")), "{r:?}");
-        assert!(out.tx.is_empty());
+        assert_eq!(r, Ok(()));
+        assert!(tx(&out).starts_with("ME0\nMC2\nM3.5\n"), "{}", tx(&out));
     }
 
     #[test]
