@@ -8,7 +8,7 @@
 # Uses the newer of target/release/drivebench and target/debug/drivebench (build one first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(ls -t target/release/drivebench target/debug/drivebench 2>/dev/null | head -1)
+bin=$(ls -t target/release/drivebench target/debug/drivebench 2>/dev/null | head -1 || true)
 [ -n "$bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 
 work=$(mktemp -d)
