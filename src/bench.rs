@@ -77,6 +77,10 @@ pub struct DriveRuntime {
     pub messages: VecDeque<(f64, String)>,
     /// Traffic on a serial drive's link.
     pub console: Console,
+    /// Firmware/hardware as the drive reports them.
+    pub identity: Option<String>,
+    /// The protocol's own state text (CiA 402 state, VESC status bits).
+    pub status: Option<String>,
     capacity: usize,
     clock: Clock,
 }
@@ -98,6 +102,8 @@ impl DriveRuntime {
             rate: RateMeter::default(),
             messages: VecDeque::new(),
             console: Console::new(),
+            identity: None,
+            status: None,
             capacity,
             clock,
         }
@@ -294,6 +300,11 @@ impl DriveRuntime {
             Event::Refused(text) => self.note(now_s, text),
             Event::Dropped(n) => self.dropped = n,
             Event::Log(text) => self.note(now_s, text),
+            Event::Identity(text) => {
+                self.note(now_s, format!("drive reports: {text}"));
+                self.identity = Some(text);
+            }
+            Event::Status(text) => self.status = Some(text),
             Event::Traffic(chunks) => {
                 for chunk in chunks {
                     self.console.push(chunk);

@@ -255,10 +255,12 @@ impl Limits {
 
     /// Checks a parameter write against its catalogue entry and against the project
     /// limits: a parameter whose unit is a current or a speed may not exceed them.
-    /// The project ceiling for a drive-side limit parameter: a current limit may not exceed
-    /// `max_current_a`, a speed limit `max_speed_rpm`. Other parameters have none.
+    /// The project ceiling for a drive-side limit parameter (a key naming a `limit` or a
+    /// `max`): a current limit may not exceed `max_current_a`, a speed limit `max_speed_rpm`.
+    /// Other parameters have none.
     pub fn ceiling_for(&self, spec: &ParamSpec) -> Option<f64> {
-        match (spec.unit.as_str(), spec.key.contains("limit")) {
+        let is_limit = spec.key.contains("limit") || spec.key.contains("max");
+        match (spec.unit.as_str(), is_limit) {
             ("A", true) => Some(self.max_current_a),
             ("rpm", true) => Some(self.max_speed_rpm),
             _ => None,
@@ -314,6 +316,11 @@ pub enum Event {
     Log(String),
     /// Bytes that crossed the drive's link, for its console.
     Traffic(Vec<Traffic>),
+    /// What the drive says it is: firmware and hardware versions, serial number.
+    Identity(String),
+    /// The protocol's own view of the drive's state, shown beside the state (e.g. the CiA 402
+    /// state "switched on", a VESC's "timeout active").
+    Status(String),
 }
 
 /// Which way bytes went on a link.

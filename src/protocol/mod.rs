@@ -166,6 +166,11 @@ pub trait Codec: Send {
     fn can_control(&self) -> bool {
         true
     }
+    /// Why the catalogue is empty or partial, shown in the parameter editor (e.g. VESC
+    /// configuration is a firmware-specific binary blob).
+    fn params_note(&self) -> Option<String> {
+        None
+    }
     /// Called once the link is open: set-up requests (reply format, telemetry stream) and
     /// the first state read.
     fn start(&mut self, now_s: f64, out: &mut CodecOut);

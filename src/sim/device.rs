@@ -17,6 +17,11 @@ pub trait Device: Send {
     /// Called about every millisecond after the simulation advanced to `now_s`; `latest` is
     /// the newest telemetry frame. Streams, watchdogs and timeouts live here.
     fn tick(&mut self, now_s: f64, drive: &mut SimDrive, latest: &TelemetryFrame, out: &mut Vec<u8>);
+    /// Latches a drive fault as the protocol shows it (status bits, error code, fault field),
+    /// for testing fault reporting and reset. The power stage goes off.
+    fn force_fault(&mut self, drive: &mut SimDrive) {
+        drive.disable();
+    }
 }
 
 /// The emulated device for a protocol; `rate_hz` is the telemetry stream rate for the

@@ -40,6 +40,9 @@ impl ControlPanel {
         ui.horizontal(|ui| {
             ui.heading(drive.name());
             ui.label(RichText::new(drive.state.label()).color(state_color(&drive.state)));
+            if let Some(status) = &drive.status {
+                ui.label(RichText::new(status).small().weak());
+            }
         });
         let connected = drive.state.is_connected();
         if !drive.can_control() {

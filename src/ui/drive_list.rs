@@ -103,6 +103,9 @@ impl DriveListPanel {
                     }
                 });
                 ui.label(RichText::new(d.config.connection.describe()).small().weak());
+                if let Some(identity) = &d.identity {
+                    ui.label(RichText::new(identity).small().weak());
+                }
             });
             ui.separator();
         }
