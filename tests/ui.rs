@@ -299,7 +299,16 @@ fn serial_drive_through_the_dialog_and_its_console() {
     });
     h.get_by_label("Hex").click();
     h.run_steps(2);
-    assert!(h.query_by_label_contains("→ 4D 56 50 0A").is_some(), "the sent line in hex");
+    // Every row in view is now bytes in hex (the stream keeps the newest rows in view).
+    let rows: Vec<String> =
+        h.query_all_by_label_contains(" ← ").filter_map(|n| n.value()).collect();
+    assert!(!rows.is_empty(), "no console rows in view");
+    for row in &rows {
+        let body = row.split(" ← ").nth(1).unwrap_or("");
+        let hex = body.split(' ').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(hex, "not hex: {row}");
+    }
+    assert_eq!(drivebench::console::as_hex(b"MVP\n"), "4D 56 50 0A");
 
     // A raw target beyond the project limits is refused on screen and never written.
     type_into(&mut h, "Send:", "M500");
