@@ -300,8 +300,7 @@ fn serial_drive_through_the_dialog_and_its_console() {
     h.get_by_label("Hex").click();
     h.run_steps(2);
     // Every row in view is now bytes in hex (the stream keeps the newest rows in view).
-    let rows: Vec<String> =
-        h.query_all_by_label_contains(" ← ").filter_map(|n| n.value()).collect();
+    let rows: Vec<String> = h.query_all_by_label_contains(" ← ").filter_map(|n| n.value()).collect();
     assert!(!rows.is_empty(), "no console rows in view");
     for row in &rows {
         let body = row.split(" ← ").nth(1).unwrap_or("");
