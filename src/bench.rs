@@ -114,6 +114,11 @@ impl DriveRuntime {
         matches!(self.config.connection, Connection::Serial(_))
     }
 
+    /// Why the drive's parameter catalogue is empty or partial, if the protocol says.
+    pub fn params_note(&self) -> Option<&'static str> {
+        self.config.connection.serial().and_then(|s| s.protocol.params_note())
+    }
+
     /// False for telemetry-only drives (Serial Plotter): no enable, setpoints or e-stop.
     pub fn can_control(&self) -> bool {
         self.config.connection.serial().is_none_or(|s| s.protocol.can_control())

@@ -281,6 +281,8 @@ pub enum ParamsError {
     Timeout { key: String, timeout_s: u64 },
     #[error("the drive was lost: {0}")]
     Lost(String),
+    #[error("drive `{drive}` has no parameters drivebench can read or write{note}")]
+    NoParams { drive: String, note: String },
 }
 
 /// Connects one drive, applies `--set`s (each checked against the project limits and the
@@ -355,6 +357,11 @@ fn params_on(bench: &mut Bench, opts: &ParamOptions) -> Result<Vec<ParamLine>, P
             && (!d.is_running() || d.catalogue.is_empty())
         {
             return Err(ParamsError::Lost(text.clone()));
+        }
+        // The catalogue comes before the Idle state: an empty one now stays empty.
+        if matches!(d.state, DriveState::Idle | DriveState::Enabled) && d.catalogue.is_empty() {
+            let note = d.params_note().map(|n| format!(": {n}")).unwrap_or_default();
+            return Err(ParamsError::NoParams { drive: d.name().to_owned(), note });
         }
         if Instant::now() >= deadline {
             let state = if d.state.is_connected() && d.catalogue.is_empty() {

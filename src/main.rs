@@ -294,6 +294,10 @@ fn emulate(args: EmulateArgs) -> Result<()> {
         protocol.name(),
         emulator.path()
     );
+    // SIGUSR1 makes the emulated drive latch a fault, for trying fault display and reset:
+    // `kill -USR1 <pid>`.
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, emulator.fault_request())
+        .context("cannot install the SIGUSR1 handler")?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     emulator.run(&stop).map_err(|e| anyhow::anyhow!(e))
 }

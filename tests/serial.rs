@@ -434,3 +434,15 @@ mod link_loss {
         assert_eq!(bench.drives[0].series("speed_rpm").unwrap().len(), kept);
     }
 }
+
+#[test]
+fn params_on_a_protocol_without_parameters_says_so_at_once() {
+    let emu = Emulator::start("plotter", &[]);
+    let spec = format!("plotter:{}", emu.path);
+    let started = std::time::Instant::now();
+    let out = run(&["params", "--drive", &spec, "--list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no parameters") && err.contains("telemetry"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8), "it should not wait for a timeout");
+}

@@ -64,6 +64,14 @@ impl Protocol {
         !matches!(self, Protocol::Plotter)
     }
 
+    /// Why the protocol's parameter catalogue is empty or partial.
+    pub fn params_note(&self) -> Option<&'static str> {
+        match self {
+            Protocol::Plotter => Some("a Serial Plotter sketch only prints telemetry"),
+            _ => None,
+        }
+    }
+
     /// The usual baud rate of the protocol's devices.
     pub fn default_baud(&self) -> u32 {
         115_200

@@ -3,6 +3,7 @@
 //! `/dev/pts/N` exactly as it would open `/dev/ttyUSB0`.
 
 use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ pub struct Emulator {
     drive: SimDrive,
     /// Bytes the host did not take in time (its side was not open or not reading).
     dropped_bytes: u64,
+    /// Set from outside (a signal, a test) to make the device latch a fault.
+    fault_request: Arc<AtomicBool>,
 }
 
 impl Emulator {
@@ -43,7 +46,14 @@ impl Emulator {
             device: device::for_protocol(protocol, rate_hz),
             drive: SimDrive::new(config),
             dropped_bytes: 0,
+            fault_request: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// A flag that, once set, makes the emulated drive latch a fault as its protocol shows it
+    /// (`drivebench emulate` sets it on SIGUSR1).
+    pub fn fault_request(&self) -> Arc<AtomicBool> {
+        self.fault_request.clone()
     }
 
     /// The device path a host connects to.
@@ -75,6 +85,9 @@ impl Emulator {
             }
             let now_s = start.elapsed().as_secs_f64();
             self.advance(now_s, &mut frames, &mut latest);
+            if self.fault_request.swap(false, Ordering::Relaxed) {
+                self.device.force_fault(&mut self.drive);
+            }
             self.device.tick(now_s, &mut self.drive, &latest, &mut out);
             self.send(&mut out);
         }

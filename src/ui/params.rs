@@ -28,7 +28,14 @@ impl ParamsPanel {
             }
         });
         if drive.catalogue.is_empty() {
-            ui.label("Connect the drive to read its parameters.");
+            match drive.params_note() {
+                Some(note) if drive.state.is_connected() => {
+                    ui.label(format!("No parameters: {note}."));
+                }
+                _ => {
+                    ui.label("Connect the drive to read its parameters.");
+                }
+            }
             return;
         }
         let catalogue = drive.catalogue.clone();
