@@ -46,7 +46,8 @@ enum Cmd {
     /// List the serial ports of this machine.
     Ports,
     /// Serve a simulated drive on a pseudo-terminal, speaking a serial protocol. Prints the
-    /// device path to connect to as the first line, then serves until killed.
+    /// device path to connect to as the first line, then serves until killed. SIGUSR1 makes
+    /// the drive latch a fault.
     Emulate(EmulateArgs),
 }
 
@@ -71,6 +72,7 @@ enum ProtocolArg {
     Plotter,
     Simplefoc,
     Odrive,
+    Vesc,
 }
 
 #[derive(clap::Args)]
@@ -83,6 +85,9 @@ struct EmulateArgs {
     /// SimpleFOC: the command id the motor is registered under.
     #[arg(long, default_value_t = 'M')]
     motor: char,
+    /// VESC: motor pole pairs (electrical rpm = mechanical rpm × pole pairs).
+    #[arg(long, default_value_t = 7)]
+    pole_pairs: u32,
     /// Seed of the simulated drive's measurement noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -93,7 +98,7 @@ struct RecordArgs {
     /// Project file whose drives to run.
     project: Option<PathBuf>,
     /// A drive to add: `sim[,name=NAME][,seed=N]` or `PROTOCOL:PATH[@BAUD][,key=value…]`
-    /// (protocols: plotter, simplefoc, odrive). Repeat for several drives.
+    /// (protocols: plotter, simplefoc, odrive, vesc). Repeat for several drives.
     #[arg(long = "drive", value_name = "SPEC")]
     drives: Vec<String>,
     /// How long to record, in seconds.
@@ -277,6 +282,7 @@ fn emulate(args: EmulateArgs) -> Result<()> {
         ProtocolArg::Plotter => Protocol::Plotter,
         ProtocolArg::Simplefoc => Protocol::SimpleFoc { motor: args.motor },
         ProtocolArg::Odrive => Protocol::ODrive { axis: 0, checksum: false },
+        ProtocolArg::Vesc => Protocol::Vesc { pole_pairs: args.pole_pairs },
     };
     protocol.validate().map_err(|e| anyhow::anyhow!(e))?;
     if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0) {

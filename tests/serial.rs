@@ -121,6 +121,55 @@ fn simplefoc_speed_step_settles() {
 }
 
 #[test]
+fn vesc_speed_step_settles() {
+    let speeds = record_speed_step("vesc", ",pole_pairs=7");
+    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
+    let m = median(speeds);
+    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+}
+
+/// A host killed outright sends nothing more: the VESC's own 1 s timeout releases the motor.
+#[test]
+fn vesc_releases_the_motor_when_the_host_dies() {
+    let emu = Emulator::start("vesc", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("vesc:{}", emu.path);
+    let running = dir.path().join("running.csv");
+    let mut host = Command::new(BIN)
+        .args(["record", "--drive", &spec, "--seconds", "60", "--csv", running.to_str().unwrap()])
+        .args(["--enable", "--mode", "speed", "--setpoint", "1500"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Up to speed (rows are flushed to the file every second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let fast = std::fs::metadata(&running).is_ok_and(|m| m.len() > 0)
+            && csv::Reader::from_path(&running).is_ok_and(|mut r| {
+                r.records()
+                    .filter_map(Result::ok)
+                    .any(|row| row.get(1).and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 1400.0))
+            });
+        if fast {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the motor never got up to speed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.kill().unwrap(); // SIGKILL: no disable goes out
+    host.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Another host looks: the timeout fired and the motor coasted down.
+    let after = dir.path().join("after.csv");
+    let out = run(&["record", "--drive", &spec, "--seconds", "0.5", "--csv", after.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let speeds = speed_tail(&after, 0.5);
+    let m = median(speeds);
+    assert!(m.abs() < 600.0, "the motor still turns at {m} rpm 2.5 s after the host died");
+}
+
+#[test]
 fn odrive_speed_step_settles() {
     let speeds = record_speed_step("odrive", ",axis=0");
     assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
@@ -280,7 +329,7 @@ mod in_process {
         let mut bench = bench_for(&path, protocol);
         pump_until(&mut bench, "the catalogue read", |d| {
             d.state.is_connected()
-                && !d.catalogue.is_empty()
+                && d.series("speed_rpm").is_some_and(|s| !s.is_empty())
                 && d.catalogue.iter().all(|p| d.values.contains_key(&p.key))
         });
         let d = &mut bench.drives[0];
@@ -329,6 +378,44 @@ mod in_process {
     #[test]
     fn odrive_with_checksums_on_the_bench() {
         enable_step_console_estop(Protocol::ODrive { axis: 0, checksum: true }, "v 0 80");
+    }
+
+    #[test]
+    fn vesc_drive_on_the_bench() {
+        // SET_RPM 35000 ERPM = 5000 rpm with 7 pole pairs, above the 4000 rpm project limit.
+        let frame = drivebench::protocol::vesc::encode_frame(&[8, 0x00, 0x00, 0x88, 0xB8]);
+        let hex: Vec<String> = frame.iter().map(|b| format!("{b:02X}")).collect();
+        enable_step_console_estop(Protocol::Vesc { pole_pairs: 7 }, &hex.join(" "));
+    }
+
+    #[test]
+    fn vesc_fault_is_named_and_reset() {
+        let protocol = Protocol::Vesc { pole_pairs: 7 };
+        let mut emu = Emulator::new(&protocol, 200.0, &SimConfig::default()).expect("emulator");
+        let path = emu.path().to_owned();
+        let fault = emu.fault_request();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = emu.run(&flag);
+        });
+        let _running = Running { stop, thread: Some(thread) };
+        let mut bench = bench_for(&path, protocol);
+        pump_until(&mut bench, "connected", |d| d.state == DriveState::Idle && d.identity.is_some());
+        assert!(bench.drives[0].identity.as_deref().unwrap_or("").contains("VESC"));
+        bench.drives[0].send(Command::Enable).unwrap();
+        pump_until(&mut bench, "enabled", |d| d.state == DriveState::Enabled);
+        fault.store(true, Ordering::Relaxed);
+        pump_until(
+            &mut bench,
+            "the fault",
+            |d| matches!(&d.state, DriveState::Fault(t) if t.contains("OVER_CURRENT")),
+        );
+        // The drive clears its fault code by itself after 500 ms; drivebench keeps showing it
+        // until the user resets it.
+        std::thread::sleep(Duration::from_millis(700));
+        bench.drives[0].send(Command::ResetFaults).unwrap();
+        pump_until(&mut bench, "the fault reset", |d| d.state == DriveState::Idle);
     }
 
     #[test]

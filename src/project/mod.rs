@@ -485,6 +485,7 @@ mod tests {
             ("plotter.ron", Protocol::Plotter),
             ("simplefoc.ron", Protocol::SimpleFoc { motor: 'M' }),
             ("odrive.ron", Protocol::ODrive { axis: 0, checksum: false }),
+            ("vesc.ron", Protocol::Vesc { pole_pairs: 7 }),
         ] {
             let p = Project::load(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
             let serial = p.drives[0].connection.serial().unwrap_or_else(|| panic!("{file}: not serial"));

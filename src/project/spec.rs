@@ -5,7 +5,7 @@
 //!   `simplefoc:/dev/ttyACM0@115200,motor=M,name=left` or `odrive:/dev/ttyACM1,axis=0`.
 //!
 //! Serial options: `name`, `framing` (`8N1`, `8E1`, …), `flow` (`none`, `software`,
-//! `hardware`); SimpleFOC `motor`; ODrive `axis`, `checksum` (`on`/`off`).
+//! `hardware`); SimpleFOC `motor`; ODrive `axis`, `checksum` (`on`/`off`); VESC `pole_pairs`.
 
 use thiserror::Error;
 
@@ -14,7 +14,7 @@ use crate::link::{FlowControl, SerialSettings};
 use crate::protocol::Protocol;
 use crate::sim::SimConfig;
 
-const KINDS: &str = "sim, plotter, simplefoc, odrive";
+const KINDS: &str = "sim, plotter, simplefoc, odrive, vesc";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SpecError {
@@ -52,11 +52,12 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                 reason: "the simulated drive takes no port".into(),
             });
         }
-        ("plotter" | "simplefoc" | "odrive", None) => return Err(SpecError::MissingPort(kind)),
-        ("plotter" | "simplefoc" | "odrive", Some(target)) => {
+        ("plotter" | "simplefoc" | "odrive" | "vesc", None) => return Err(SpecError::MissingPort(kind)),
+        ("plotter" | "simplefoc" | "odrive" | "vesc", Some(target)) => {
             serial.protocol = match kind.as_str() {
                 "plotter" => Protocol::Plotter,
                 "simplefoc" => Protocol::SimpleFoc { motor: 'M' },
+                "vesc" => Protocol::Vesc { pole_pairs: 7 },
                 _ => Protocol::ODrive { axis: 0, checksum: false },
             };
             let (path, baud) = match target.rsplit_once('@') {
@@ -119,6 +120,14 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                     serial.protocol = Protocol::ODrive { axis, checksum };
                 }
             }
+            ("vesc", "pole_pairs") => {
+                let pole_pairs: u32 = value
+                    .parse()
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .ok_or_else(|| bad("expected 1 to 100"))?;
+                serial.protocol = Protocol::Vesc { pole_pairs };
+            }
             ("odrive", "checksum") => {
                 let on = match value.to_ascii_lowercase().as_str() {
                     "on" | "1" | "true" | "yes" => true,
@@ -134,6 +143,7 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                     "sim" => "name, seed",
                     "simplefoc" => "name, framing, flow, motor",
                     "odrive" => "name, framing, flow, axis, checksum",
+                    "vesc" => "name, framing, flow, pole_pairs",
                     _ => "name, framing, flow",
                 };
                 return Err(SpecError::UnknownOption { kind, key: key.to_owned(), known: known.into() });
@@ -185,6 +195,8 @@ mod tests {
         assert_eq!((s.link.baud, s.link.parity, s.link.stop_bits), (2_000_000, Parity::Even, 2));
         assert_eq!(s.link.flow_control, FlowControl::Hardware);
         assert_eq!(s.protocol, Protocol::Plotter);
+        let (_, s) = serial("vesc:/dev/ttyACM0,pole_pairs=7");
+        assert_eq!(s.protocol, Protocol::Vesc { pole_pairs: 7 });
     }
 
     #[test]
@@ -198,7 +210,8 @@ mod tests {
             ("simplefoc:/dev/x,motor=MM", "one letter"),
             ("simplefoc:/dev/x,axis=0", "unknown option"),
             ("plotter:/dev/x,framing=9Z9", "framing"),
-            ("vesc:/dev/x", "unknown drive kind"),
+            ("can:/dev/x", "unknown drive kind"),
+            ("vesc:/dev/x,pole_pairs=0", "1 to 100"),
         ];
         for (spec, want) in cases {
             let err = parse_drive_spec(spec, 0).err().unwrap_or_else(|| panic!("{spec} parsed"));

@@ -12,6 +12,7 @@
 pub mod odrive;
 pub mod plotter;
 pub mod simplefoc;
+pub mod vesc;
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub enum Protocol {
     /// ODrive ASCII protocol (firmware 0.5.x); `axis` 0 or 1; `checksum` appends `*NN` to
     /// every line and expects checksummed replies.
     ODrive { axis: u8, checksum: bool },
+    /// VESC UART packets; `pole_pairs` converts electrical rpm to mechanical rpm.
+    Vesc { pole_pairs: u32 },
 }
 
 impl Default for Protocol {
@@ -45,6 +48,7 @@ impl Protocol {
             Protocol::Plotter => "plotter",
             Protocol::SimpleFoc { .. } => "simplefoc",
             Protocol::ODrive { .. } => "odrive",
+            Protocol::Vesc { .. } => "vesc",
         }
     }
 
@@ -56,6 +60,7 @@ impl Protocol {
             Protocol::ODrive { axis, checksum } => {
                 format!("ODrive ASCII (axis {axis}{})", if *checksum { ", checksum" } else { "" })
             }
+            Protocol::Vesc { pole_pairs } => format!("VESC ({pole_pairs} pole pairs)"),
         }
     }
 
@@ -68,6 +73,10 @@ impl Protocol {
     pub fn params_note(&self) -> Option<&'static str> {
         match self {
             Protocol::Plotter => Some("a Serial Plotter sketch only prints telemetry"),
+            Protocol::Vesc { .. } => Some(
+                "VESC motor and app configuration is a binary blob whose layout changes with each \
+                 firmware version: edit it in VESC Tool",
+            ),
             _ => None,
         }
     }
@@ -83,6 +92,7 @@ impl Protocol {
             Protocol::Plotter => Box::new(plotter::PlotterCodec::new()),
             Protocol::SimpleFoc { motor } => Box::new(simplefoc::SimpleFocCodec::new(*motor)),
             Protocol::ODrive { axis, checksum } => Box::new(odrive::ODriveCodec::new(*axis, *checksum)),
+            Protocol::Vesc { pole_pairs } => Box::new(vesc::VescCodec::new(*pole_pairs)),
         }
     }
 
@@ -102,6 +112,13 @@ impl Protocol {
                     Ok(())
                 } else {
                     Err(format!("ODrive axis must be 0 or 1, not {axis}"))
+                }
+            }
+            Protocol::Vesc { pole_pairs } => {
+                if (1..=100).contains(pole_pairs) {
+                    Ok(())
+                } else {
+                    Err(format!("VESC pole pairs must be 1 to 100, not {pole_pairs}"))
                 }
             }
         }

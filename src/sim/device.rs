@@ -5,6 +5,7 @@
 pub mod odrive;
 pub mod plotter;
 pub mod simplefoc;
+pub mod vesc;
 
 use crate::protocol::Protocol;
 use crate::sim::{SimDrive, TelemetryFrame};
@@ -31,5 +32,6 @@ pub fn for_protocol(protocol: &Protocol, rate_hz: f64) -> Box<dyn Device> {
         Protocol::Plotter => Box::new(plotter::PlotterDevice::new(rate_hz)),
         Protocol::SimpleFoc { motor } => Box::new(simplefoc::SimpleFocDevice::new(*motor, rate_hz)),
         Protocol::ODrive { .. } => Box::new(odrive::ODriveDevice::new()),
+        Protocol::Vesc { pole_pairs } => Box::new(vesc::VescDevice::new(*pole_pairs)),
     }
 }

@@ -18,16 +18,19 @@ pub enum ProtocolKind {
     Plotter,
     SimpleFoc,
     ODrive,
+    Vesc,
 }
 
 impl ProtocolKind {
-    pub const ALL: [ProtocolKind; 3] = [ProtocolKind::SimpleFoc, ProtocolKind::ODrive, ProtocolKind::Plotter];
+    pub const ALL: [ProtocolKind; 4] =
+        [ProtocolKind::SimpleFoc, ProtocolKind::ODrive, ProtocolKind::Vesc, ProtocolKind::Plotter];
 
     pub fn label(self) -> &'static str {
         match self {
             ProtocolKind::Plotter => "Serial Plotter (telemetry)",
             ProtocolKind::SimpleFoc => "SimpleFOC Commander",
             ProtocolKind::ODrive => "ODrive ASCII",
+            ProtocolKind::Vesc => "VESC",
         }
     }
 }
@@ -44,6 +47,7 @@ pub struct SerialDialog {
     pub motor_text: String,
     pub axis: u8,
     pub checksum: bool,
+    pub pole_pairs_text: String,
     ports: Option<Result<Vec<PortInfo>, String>>,
     pub error: Option<String>,
 }
@@ -61,6 +65,7 @@ impl Default for SerialDialog {
             motor_text: "M".into(),
             axis: 0,
             checksum: false,
+            pole_pairs_text: "7".into(),
             ports: None,
             error: None,
         }
@@ -109,6 +114,12 @@ impl SerialDialog {
                 }
             }
             ProtocolKind::ODrive => Protocol::ODrive { axis: self.axis, checksum: self.checksum },
+            ProtocolKind::Vesc => {
+                let pole_pairs = self.pole_pairs_text.trim().parse().map_err(|_| {
+                    format!("Pole pairs `{}` is not a whole number.", self.pole_pairs_text.trim())
+                })?;
+                Protocol::Vesc { pole_pairs }
+            }
         };
         protocol.validate()?;
         Ok((name, SerialConnection { link, protocol }))
@@ -228,6 +239,13 @@ impl SerialDialog {
                         });
                         ui.end_row();
                     }
+                    ProtocolKind::Vesc => {
+                        let label = ui.label("Pole pairs");
+                        ui.add(egui::TextEdit::singleline(&mut self.pole_pairs_text).desired_width(40.0))
+                            .labelled_by(label.id)
+                            .on_hover_text("The motor's pole pairs: the VESC speaks electrical rpm");
+                        ui.end_row();
+                    }
                     ProtocolKind::Plotter => {}
                 }
             });
@@ -298,5 +316,10 @@ mod tests {
         d.kind = ProtocolKind::SimpleFoc;
         d.motor_text = "MM".into();
         assert!(d.connection().unwrap_err().contains("one letter"));
+        d.kind = ProtocolKind::Vesc;
+        let (_, c) = d.connection().unwrap();
+        assert_eq!(c.protocol, Protocol::Vesc { pole_pairs: 7 });
+        d.pole_pairs_text = "0".into();
+        assert!(d.connection().unwrap_err().contains("1 to 100"));
     }
 }
