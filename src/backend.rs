@@ -44,7 +44,7 @@ pub struct SerialBackend {
 
 impl SerialBackend {
     pub fn new(connection: SerialConnection, limits: Limits, clock: Clock) -> Self {
-        let codec = connection.protocol.codec();
+        let codec = connection.protocol.codec(connection.link.baud);
         SerialBackend {
             connection,
             limits,
@@ -106,7 +106,7 @@ impl SerialBackend {
 
 impl Backend for SerialBackend {
     fn connect(&mut self, now_s: f64) -> Result<Connected, String> {
-        self.codec = self.connection.protocol.codec();
+        self.codec = self.connection.protocol.codec(self.connection.link.baud);
         self.out.clear();
         self.early.clear();
         let link = SerialLink::open(&self.connection.link, self.clock).map_err(|e| e.to_string())?;

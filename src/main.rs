@@ -73,6 +73,7 @@ enum ProtocolArg {
     Simplefoc,
     Odrive,
     Vesc,
+    Modbus,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +89,9 @@ struct EmulateArgs {
     /// VESC: motor pole pairs (electrical rpm = mechanical rpm × pole pairs).
     #[arg(long, default_value_t = 7)]
     pole_pairs: u32,
+    /// Modbus: the unit address the drive answers to.
+    #[arg(long, default_value_t = 1)]
+    unit: u8,
     /// Seed of the simulated drive's measurement noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -98,7 +102,7 @@ struct RecordArgs {
     /// Project file whose drives to run.
     project: Option<PathBuf>,
     /// A drive to add: `sim[,name=NAME][,seed=N]` or `PROTOCOL:PATH[@BAUD][,key=value…]`
-    /// (protocols: plotter, simplefoc, odrive, vesc). Repeat for several drives.
+    /// (protocols: plotter, simplefoc, odrive, vesc, modbus). Repeat for several drives.
     #[arg(long = "drive", value_name = "SPEC")]
     drives: Vec<String>,
     /// How long to record, in seconds.
@@ -283,6 +287,7 @@ fn emulate(args: EmulateArgs) -> Result<()> {
         ProtocolArg::Simplefoc => Protocol::SimpleFoc { motor: args.motor },
         ProtocolArg::Odrive => Protocol::ODrive { axis: 0, checksum: false },
         ProtocolArg::Vesc => Protocol::Vesc { pole_pairs: args.pole_pairs },
+        ProtocolArg::Modbus => Protocol::modbus(args.unit),
     };
     protocol.validate().map_err(|e| anyhow::anyhow!(e))?;
     if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0) {

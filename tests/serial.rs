@@ -170,6 +170,37 @@ fn vesc_releases_the_motor_when_the_host_dies() {
 }
 
 #[test]
+fn modbus_speed_step_settles() {
+    let speeds = record_speed_step("modbus", "@19200,unit=1");
+    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
+    let m = median(speeds);
+    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+}
+
+#[test]
+fn modbus_gain_round_trips_and_out_of_range_is_refused_before_sending() {
+    let emu = Emulator::start("modbus", &[]);
+    let spec = format!("modbus:{}@19200,unit=1", emu.path);
+    let out = run(&["params", "--drive", &spec, "--set", "velocity_kp=0.5", "--get", "velocity_kp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| *l == "velocity_kp = 0.5 A/rpm").count(), 2, "{stdout}");
+    // Outside the map's range (0 … 2): refused with the range, nothing written.
+    let out = run(&["params", "--drive", &spec, "--set", "velocity_kp=5", "--get", "velocity_kp"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("velocity_kp") && err.contains("outside"), "{err}");
+    let out = run(&["params", "--drive", &spec, "--get", "velocity_kp", "--get", "current_limit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("velocity_kp = 0.5 A/rpm"), "{stdout}");
+    // Above the project's 8 A: refused by the project limit.
+    let out = run(&["params", "--drive", &spec, "--set", "current_limit=20"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("project limit"), "{}", text(&out));
+}
+
+#[test]
 fn odrive_speed_step_settles() {
     let speeds = record_speed_step("odrive", ",axis=0");
     assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
@@ -386,6 +417,45 @@ mod in_process {
         let frame = drivebench::protocol::vesc::encode_frame(&[8, 0x00, 0x00, 0x88, 0xB8]);
         let hex: Vec<String> = frame.iter().map(|b| format!("{b:02X}")).collect();
         enable_step_console_estop(Protocol::Vesc { pole_pairs: 7 }, &hex.join(" "));
+    }
+
+    #[test]
+    fn modbus_drive_on_the_bench() {
+        enable_step_console_estop(Protocol::modbus(1), "w target_velocity 5000");
+    }
+
+    #[test]
+    fn modbus_fault_shows_its_code_and_resets() {
+        let protocol = Protocol::modbus(1);
+        let mut emu = Emulator::new(&protocol, 200.0, &SimConfig::default()).expect("emulator");
+        let path = emu.path().to_owned();
+        let fault = emu.fault_request();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = emu.run(&flag);
+        });
+        let _running = Running { stop, thread: Some(thread) };
+        let mut bench = bench_for(&path, protocol);
+        pump_until(&mut bench, "connected", |d| d.state == DriveState::Idle && d.status.is_some());
+        bench.drives[0].send(Command::Enable).unwrap();
+        pump_until(&mut bench, "operation enabled", |d| {
+            d.state == DriveState::Enabled
+                && d.status.as_deref().is_some_and(|s| s.contains("operation enabled"))
+        });
+        fault.store(true, Ordering::Relaxed);
+        pump_until(
+            &mut bench,
+            "the fault with its code",
+            |d| matches!(&d.state, DriveState::Fault(t) if t.contains("0x3210")),
+        );
+        bench.drives[0].send(Command::ResetFaults).unwrap();
+        pump_until(&mut bench, "the fault reset", |d| d.state == DriveState::Idle);
+        assert!(
+            bench.drives[0].status.as_deref().is_some_and(|s| s.contains("switch on disabled")),
+            "{:?}",
+            bench.drives[0].status
+        );
     }
 
     #[test]

@@ -486,11 +486,13 @@ mod tests {
             ("simplefoc.ron", Protocol::SimpleFoc { motor: 'M' }),
             ("odrive.ron", Protocol::ODrive { axis: 0, checksum: false }),
             ("vesc.ron", Protocol::Vesc { pole_pairs: 7 }),
+            ("modbus.ron", Protocol::modbus(1)),
         ] {
             let p = Project::load(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
             let serial = p.drives[0].connection.serial().unwrap_or_else(|| panic!("{file}: not serial"));
             assert_eq!(serial.protocol, protocol, "{file}");
-            assert_eq!((serial.link.baud, serial.link.framing().as_str()), (115_200, "8N1"), "{file}");
+            let line = (protocol.default_baud(), protocol.default_framing());
+            assert_eq!((serial.link.baud, serial.link.framing().as_str()), line, "{file}");
             // Saved and loaded again, nothing changes.
             let back = Project::from_ron(&p.to_ron().unwrap(), Path::new(file)).unwrap();
             assert_eq!(back, p, "{file}");

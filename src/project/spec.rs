@@ -5,7 +5,8 @@
 //!   `simplefoc:/dev/ttyACM0@115200,motor=M,name=left` or `odrive:/dev/ttyACM1,axis=0`.
 //!
 //! Serial options: `name`, `framing` (`8N1`, `8E1`, …), `flow` (`none`, `software`,
-//! `hardware`); SimpleFOC `motor`; ODrive `axis`, `checksum` (`on`/`off`); VESC `pole_pairs`.
+//! `hardware`); SimpleFOC `motor`; ODrive `axis`, `checksum` (`on`/`off`); VESC `pole_pairs`;
+//! Modbus `unit`, `timeout_ms`, `retries` (baud 19200 and framing 8E1 unless given).
 
 use thiserror::Error;
 
@@ -14,7 +15,7 @@ use crate::link::{FlowControl, SerialSettings};
 use crate::protocol::Protocol;
 use crate::sim::SimConfig;
 
-const KINDS: &str = "sim, plotter, simplefoc, odrive, vesc";
+const KINDS: &str = "sim, plotter, simplefoc, odrive, vesc, modbus";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SpecError {
@@ -52,12 +53,15 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                 reason: "the simulated drive takes no port".into(),
             });
         }
-        ("plotter" | "simplefoc" | "odrive" | "vesc", None) => return Err(SpecError::MissingPort(kind)),
-        ("plotter" | "simplefoc" | "odrive" | "vesc", Some(target)) => {
+        ("plotter" | "simplefoc" | "odrive" | "vesc" | "modbus", None) => {
+            return Err(SpecError::MissingPort(kind));
+        }
+        ("plotter" | "simplefoc" | "odrive" | "vesc" | "modbus", Some(target)) => {
             serial.protocol = match kind.as_str() {
                 "plotter" => Protocol::Plotter,
                 "simplefoc" => Protocol::SimpleFoc { motor: 'M' },
                 "vesc" => Protocol::Vesc { pole_pairs: 7 },
+                "modbus" => Protocol::modbus(1),
                 _ => Protocol::ODrive { axis: 0, checksum: false },
             };
             let (path, baud) = match target.rsplit_once('@') {
@@ -76,6 +80,9 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                 return Err(SpecError::MissingPort(kind));
             }
             serial.link = SerialSettings::new(path, baud);
+            serial.link.set_framing(serial.protocol.default_framing()).map_err(|reason| {
+                SpecError::BadValue { key: "framing".into(), value: String::new(), reason }
+            })?;
         }
         _ => return Err(SpecError::UnknownKind(kind)),
     }
@@ -128,6 +135,33 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                     .ok_or_else(|| bad("expected 1 to 100"))?;
                 serial.protocol = Protocol::Vesc { pole_pairs };
             }
+            ("modbus", "unit") => {
+                let value: u8 = value
+                    .parse()
+                    .ok()
+                    .filter(|u| (1..=247).contains(u))
+                    .ok_or_else(|| bad("expected 1 to 247"))?;
+                if let Protocol::Modbus { unit, .. } = &mut serial.protocol {
+                    *unit = value;
+                }
+            }
+            ("modbus", "timeout_ms") => {
+                let ms: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| (10.0..=10_000.0).contains(t))
+                    .ok_or_else(|| bad("expected 10 to 10000 milliseconds"))?;
+                if let Protocol::Modbus { response_timeout_s, .. } = &mut serial.protocol {
+                    *response_timeout_s = ms / 1000.0;
+                }
+            }
+            ("modbus", "retries") => {
+                let n: u32 =
+                    value.parse().ok().filter(|n| *n <= 10).ok_or_else(|| bad("expected 0 to 10"))?;
+                if let Protocol::Modbus { retries, .. } = &mut serial.protocol {
+                    *retries = n;
+                }
+            }
             ("odrive", "checksum") => {
                 let on = match value.to_ascii_lowercase().as_str() {
                     "on" | "1" | "true" | "yes" => true,
@@ -144,6 +178,7 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                     "simplefoc" => "name, framing, flow, motor",
                     "odrive" => "name, framing, flow, axis, checksum",
                     "vesc" => "name, framing, flow, pole_pairs",
+                    "modbus" => "name, framing, flow, unit, timeout_ms, retries",
                     _ => "name, framing, flow",
                 };
                 return Err(SpecError::UnknownOption { kind, key: key.to_owned(), known: known.into() });
@@ -197,6 +232,15 @@ mod tests {
         assert_eq!(s.protocol, Protocol::Plotter);
         let (_, s) = serial("vesc:/dev/ttyACM0,pole_pairs=7");
         assert_eq!(s.protocol, Protocol::Vesc { pole_pairs: 7 });
+        assert_eq!(s.link.framing(), "8N1");
+        let (_, s) = serial("modbus:/dev/ttyUSB0@19200,unit=3");
+        assert!(matches!(s.protocol, Protocol::Modbus { unit: 3, .. }));
+        assert_eq!((s.link.baud, s.link.framing().as_str()), (19_200, "8E1"), "Modbus defaults to 8E1");
+        let (_, s) = serial("modbus:/dev/ttyUSB0,framing=8N2,timeout_ms=500,retries=0");
+        assert_eq!((s.link.baud, s.link.framing().as_str()), (19_200, "8N2"));
+        assert!(
+            matches!(s.protocol, Protocol::Modbus { retries: 0, response_timeout_s, .. } if response_timeout_s == 0.5)
+        );
     }
 
     #[test]
@@ -212,6 +256,8 @@ mod tests {
             ("plotter:/dev/x,framing=9Z9", "framing"),
             ("can:/dev/x", "unknown drive kind"),
             ("vesc:/dev/x,pole_pairs=0", "1 to 100"),
+            ("modbus:/dev/x,unit=0", "1 to 247"),
+            ("modbus:/dev/x,unit=248", "1 to 247"),
         ];
         for (spec, want) in cases {
             let err = parse_drive_spec(spec, 0).err().unwrap_or_else(|| panic!("{spec} parsed"));

@@ -9,6 +9,8 @@
 //! Codecs convert vendor units (rad/s, turns/s, mA) to the canonical signals (`speed_rpm`,
 //! `current_a`, `position_rev`, `voltage_v`, `temperature_c`) at the edge.
 
+pub mod modbus;
+pub mod modbus_map;
 pub mod odrive;
 pub mod plotter;
 pub mod simplefoc;
@@ -33,6 +35,28 @@ pub enum Protocol {
     ODrive { axis: u8, checksum: bool },
     /// VESC UART packets; `pole_pairs` converts electrical rpm to mechanical rpm.
     Vesc { pole_pairs: u32 },
+    /// Modbus RTU with a CiA 402-style drive profile; the register map is data (the preset is
+    /// the map `drivebench emulate --protocol modbus` serves).
+    Modbus {
+        /// Unit (slave) address 1–247.
+        unit: u8,
+        #[serde(default = "modbus_map::RegisterMap::preset")]
+        map: modbus_map::RegisterMap,
+        /// Response timeout in seconds (without the time the frames take on the wire).
+        #[serde(default = "default_modbus_timeout_s")]
+        response_timeout_s: f64,
+        /// Repeats of a request that got no reply.
+        #[serde(default = "default_modbus_retries")]
+        retries: u32,
+    },
+}
+
+fn default_modbus_timeout_s() -> f64 {
+    0.2
+}
+
+fn default_modbus_retries() -> u32 {
+    2
 }
 
 impl Default for Protocol {
@@ -42,6 +66,16 @@ impl Default for Protocol {
 }
 
 impl Protocol {
+    /// Modbus RTU on the preset register map.
+    pub fn modbus(unit: u8) -> Protocol {
+        Protocol::Modbus {
+            unit,
+            map: modbus_map::RegisterMap::preset(),
+            response_timeout_s: default_modbus_timeout_s(),
+            retries: default_modbus_retries(),
+        }
+    }
+
     /// The name used on the command line and in project files (`plotter`, `simplefoc`, `odrive`).
     pub fn name(&self) -> &'static str {
         match self {
@@ -49,6 +83,7 @@ impl Protocol {
             Protocol::SimpleFoc { .. } => "simplefoc",
             Protocol::ODrive { .. } => "odrive",
             Protocol::Vesc { .. } => "vesc",
+            Protocol::Modbus { .. } => "modbus",
         }
     }
 
@@ -61,6 +96,9 @@ impl Protocol {
                 format!("ODrive ASCII (axis {axis}{})", if *checksum { ", checksum" } else { "" })
             }
             Protocol::Vesc { pole_pairs } => format!("VESC ({pole_pairs} pole pairs)"),
+            Protocol::Modbus { unit, map, .. } => {
+                format!("Modbus RTU / CiA 402 (unit {unit}, {} registers)", map.entries.len())
+            }
         }
     }
 
@@ -83,16 +121,32 @@ impl Protocol {
 
     /// The usual baud rate of the protocol's devices.
     pub fn default_baud(&self) -> u32 {
-        115_200
+        match self {
+            Protocol::Modbus { .. } => 19_200,
+            _ => 115_200,
+        }
     }
 
-    /// Builds the codec for this protocol.
-    pub fn codec(&self) -> Box<dyn Codec> {
+    /// The usual framing: Modbus RTU requires even parity by default (RS-485 adapters and
+    /// drives ship 8E1); the others run 8N1.
+    pub fn default_framing(&self) -> &'static str {
+        match self {
+            Protocol::Modbus { .. } => "8E1",
+            _ => "8N1",
+        }
+    }
+
+    /// Builds the codec for this protocol on a link running at `baud` (Modbus times its
+    /// frame gaps by it).
+    pub fn codec(&self, baud: u32) -> Box<dyn Codec> {
         match self {
             Protocol::Plotter => Box::new(plotter::PlotterCodec::new()),
             Protocol::SimpleFoc { motor } => Box::new(simplefoc::SimpleFocCodec::new(*motor)),
             Protocol::ODrive { axis, checksum } => Box::new(odrive::ODriveCodec::new(*axis, *checksum)),
             Protocol::Vesc { pole_pairs } => Box::new(vesc::VescCodec::new(*pole_pairs)),
+            Protocol::Modbus { unit, map, response_timeout_s, retries } => Box::new(
+                modbus::ModbusCodec::new(*unit, map.clone(), baud).with_timing(*response_timeout_s, *retries),
+            ),
         }
     }
 
@@ -120,6 +174,20 @@ impl Protocol {
                 } else {
                     Err(format!("VESC pole pairs must be 1 to 100, not {pole_pairs}"))
                 }
+            }
+            Protocol::Modbus { unit, map, response_timeout_s, retries } => {
+                if !(1..=247).contains(unit) {
+                    return Err(format!("Modbus unit address must be 1 to 247, not {unit}"));
+                }
+                if !(response_timeout_s.is_finite() && (0.01..=10.0).contains(response_timeout_s)) {
+                    return Err(format!(
+                        "Modbus response timeout must be 0.01 to 10 s, not {response_timeout_s}"
+                    ));
+                }
+                if *retries > 10 {
+                    return Err(format!("Modbus retries must be 0 to 10, not {retries}"));
+                }
+                map.validate().map_err(|e| format!("register map: {e}"))
             }
         }
     }

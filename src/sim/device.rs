@@ -2,6 +2,7 @@
 //! Each emulator is written from the protocol reference on its own, not by inverting the
 //! host codec, so the end-to-end tests check the codecs against the wire format itself.
 
+pub mod modbus;
 pub mod odrive;
 pub mod plotter;
 pub mod simplefoc;
@@ -33,5 +34,6 @@ pub fn for_protocol(protocol: &Protocol, rate_hz: f64) -> Box<dyn Device> {
         Protocol::SimpleFoc { motor } => Box::new(simplefoc::SimpleFocDevice::new(*motor, rate_hz)),
         Protocol::ODrive { .. } => Box::new(odrive::ODriveDevice::new()),
         Protocol::Vesc { pole_pairs } => Box::new(vesc::VescDevice::new(*pole_pairs)),
+        Protocol::Modbus { unit, .. } => Box::new(modbus::ModbusDevice::new(*unit)),
     }
 }

@@ -19,11 +19,17 @@ pub enum ProtocolKind {
     SimpleFoc,
     ODrive,
     Vesc,
+    Modbus,
 }
 
 impl ProtocolKind {
-    pub const ALL: [ProtocolKind; 4] =
-        [ProtocolKind::SimpleFoc, ProtocolKind::ODrive, ProtocolKind::Vesc, ProtocolKind::Plotter];
+    pub const ALL: [ProtocolKind; 5] = [
+        ProtocolKind::SimpleFoc,
+        ProtocolKind::ODrive,
+        ProtocolKind::Vesc,
+        ProtocolKind::Modbus,
+        ProtocolKind::Plotter,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -31,6 +37,7 @@ impl ProtocolKind {
             ProtocolKind::SimpleFoc => "SimpleFOC Commander",
             ProtocolKind::ODrive => "ODrive ASCII",
             ProtocolKind::Vesc => "VESC",
+            ProtocolKind::Modbus => "Modbus RTU / CiA 402",
         }
     }
 }
@@ -48,6 +55,7 @@ pub struct SerialDialog {
     pub axis: u8,
     pub checksum: bool,
     pub pole_pairs_text: String,
+    pub unit_text: String,
     ports: Option<Result<Vec<PortInfo>, String>>,
     pub error: Option<String>,
 }
@@ -66,6 +74,7 @@ impl Default for SerialDialog {
             axis: 0,
             checksum: false,
             pole_pairs_text: "7".into(),
+            unit_text: "1".into(),
             ports: None,
             error: None,
         }
@@ -120,6 +129,14 @@ impl SerialDialog {
                 })?;
                 Protocol::Vesc { pole_pairs }
             }
+            ProtocolKind::Modbus => {
+                let unit = self
+                    .unit_text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("Unit address `{}` is not 1 to 247.", self.unit_text.trim()))?;
+                Protocol::modbus(unit)
+            }
         };
         protocol.validate()?;
         Ok((name, SerialConnection { link, protocol }))
@@ -143,7 +160,12 @@ impl SerialDialog {
                     ui,
                     |ui| {
                         for kind in ProtocolKind::ALL {
-                            ui.selectable_value(&mut self.kind, kind, kind.label());
+                            if ui.selectable_value(&mut self.kind, kind, kind.label()).changed() {
+                                // Each family's usual line settings: Modbus RTU runs 19200 8E1.
+                                let modbus = kind == ProtocolKind::Modbus;
+                                self.baud_text = if modbus { "19200" } else { "115200" }.into();
+                                self.framing = if modbus { "8E1" } else { "8N1" }.into();
+                            }
                         }
                     },
                 );
@@ -246,6 +268,16 @@ impl SerialDialog {
                             .on_hover_text("The motor's pole pairs: the VESC speaks electrical rpm");
                         ui.end_row();
                     }
+                    ProtocolKind::Modbus => {
+                        let label = ui.label("Unit");
+                        ui.add(egui::TextEdit::singleline(&mut self.unit_text).desired_width(40.0))
+                            .labelled_by(label.id)
+                            .on_hover_text(
+                                "The drive's Modbus address (1–247). The register map is the preset; \
+                                 edit it in the project file for another drive",
+                            );
+                        ui.end_row();
+                    }
                     ProtocolKind::Plotter => {}
                 }
             });
@@ -321,5 +353,11 @@ mod tests {
         assert_eq!(c.protocol, Protocol::Vesc { pole_pairs: 7 });
         d.pole_pairs_text = "0".into();
         assert!(d.connection().unwrap_err().contains("1 to 100"));
+        d.kind = ProtocolKind::Modbus;
+        d.unit_text = "3".into();
+        let (_, c) = d.connection().unwrap();
+        assert!(matches!(c.protocol, Protocol::Modbus { unit: 3, .. }));
+        d.unit_text = "300".into();
+        assert!(d.connection().is_err());
     }
 }
