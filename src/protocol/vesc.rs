@@ -146,6 +146,58 @@ fn try_decode(buf: &[u8]) -> Decoded {
     Decoded::Frame { start: header, len, total }
 }
 
+/// The frames found by [`frames_anywhere`].
+#[derive(Debug, Clone, Default, PartialEq)]
+struct FrameScan {
+    /// `(start, len)` of the payload of every frame found, by the offset of its header.
+    payloads: Vec<(usize, usize)>,
+    /// The first byte that lies in no frame found.
+    stray: Option<usize>,
+    /// A start byte outside every frame claims more bytes than the line holds.
+    unfinished: bool,
+}
+
+/// Every frame that some firmware generation would decode somewhere in `bytes`: a start byte at
+/// any offset (the present decoder slides byte by byte, but one that was in the middle of another
+/// frame, or the state machine of firmware up to 5.2, starts elsewhere), a short or a long header
+/// with any length from 1 (firmware up to 5.2 took a long header with a length under 255, and
+/// older builds allowed payloads beyond 512 bytes), the end byte and a matching CRC. Frames inside
+/// another frame's payload are found too.
+fn frames_anywhere(bytes: &[u8]) -> FrameScan {
+    let mut scan = FrameScan::default();
+    let mut covered = vec![false; bytes.len()];
+    let mut unfinished = Vec::new();
+    for at in 0..bytes.len() {
+        let rest = &bytes[at..];
+        let (header, len) = match rest {
+            [2, len, ..] => (2, usize::from(*len)),
+            [3, hi, lo, ..] => (3, usize::from(*hi) << 8 | usize::from(*lo)),
+            [2 | 3, ..] => {
+                unfinished.push(at);
+                continue;
+            }
+            _ => continue,
+        };
+        if len == 0 {
+            continue;
+        }
+        let total = header + len + 3;
+        let Some(frame) = rest.get(..total) else {
+            unfinished.push(at);
+            continue;
+        };
+        let payload = &frame[header..header + len];
+        if frame[total - 1] == 3 && crc16(payload) == u16::from_be_bytes([frame[total - 3], frame[total - 2]])
+        {
+            scan.payloads.push((at + header, len));
+            covered[at..at + total].iter_mut().for_each(|c| *c = true);
+        }
+    }
+    scan.stray = covered.iter().position(|c| !c);
+    scan.unfinished = unfinished.iter().any(|&at| !covered[at]);
+    scan
+}
+
 /// Byte-stream frame decoder with the firmware's resynchronisation: on anything that is not a
 /// valid frame it drops one byte and tries again. Its memory is bounded by two frames.
 #[derive(Debug, Clone, Default)]
@@ -434,21 +486,25 @@ const HARMLESS_IDS: [u8; 15] = [0, 4, 14, 15, 17, 18, 21, 30, 31, 32, 33, 47, 50
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Values {
     temp_fet_c: f64,
-    temp_motor_c: f64,
+    /// Absent before firmware 3.
+    temp_motor_c: Option<f64>,
     current_motor_a: f64,
     current_in_a: f64,
-    id_a: f64,
+    /// Absent before firmware 3.
+    id_a: Option<f64>,
+    /// Before firmware 3 (no Iq in the reply): the averaged motor current.
     iq_a: f64,
     duty: f64,
     erpm: f64,
     v_in: f64,
-    amp_hours: f64,
-    amp_hours_charged: f64,
-    watt_hours: f64,
-    watt_hours_charged: f64,
-    tachometer: i32,
-    tachometer_abs: i32,
-    fault: u8,
+    amp_hours: Option<f64>,
+    amp_hours_charged: Option<f64>,
+    watt_hours: Option<f64>,
+    watt_hours_charged: Option<f64>,
+    tachometer: Option<i32>,
+    tachometer_abs: Option<i32>,
+    /// Absent in the shortest replies of firmware 1.x.
+    fault: Option<u8>,
     pid_pos_deg: Option<f64>,
     controller_id: Option<u8>,
     temp_mos_c: Option<[f64; 3]>,
@@ -497,27 +553,32 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes the data of a `COMM_GET_VALUES` reply (after the id). Everything up to the fault code
-/// is required; the later fields are taken one by one while complete.
-fn parse_values(data: &[u8]) -> Option<Values> {
+/// Decodes the data of a `COMM_GET_VALUES` reply (after the id) in the layout of firmware major
+/// version `major`: from 3 on, the present layout, where everything up to the fault code is
+/// required and the later fields are taken one by one while complete; before 3, the layout of
+/// [`parse_values_v2`].
+fn parse_values(data: &[u8], major: u8) -> Option<Values> {
+    if major < 3 {
+        return parse_values_v2(data);
+    }
     let mut r = Reader::new(data);
     let mut v = Values {
         temp_fet_c: r.f16(10.0)?,
-        temp_motor_c: r.f16(10.0)?,
+        temp_motor_c: Some(r.f16(10.0)?),
         current_motor_a: r.f32(100.0)?,
         current_in_a: r.f32(100.0)?,
-        id_a: r.f32(100.0)?,
+        id_a: Some(r.f32(100.0)?),
         iq_a: r.f32(100.0)?,
         duty: r.f16(1000.0)?,
         erpm: r.f32(1.0)?,
         v_in: r.f16(10.0)?,
-        amp_hours: r.f32(10_000.0)?,
-        amp_hours_charged: r.f32(10_000.0)?,
-        watt_hours: r.f32(10_000.0)?,
-        watt_hours_charged: r.f32(10_000.0)?,
-        tachometer: r.i32()?,
-        tachometer_abs: r.i32()?,
-        fault: r.u8()?,
+        amp_hours: Some(r.f32(10_000.0)?),
+        amp_hours_charged: Some(r.f32(10_000.0)?),
+        watt_hours: Some(r.f32(10_000.0)?),
+        watt_hours_charged: Some(r.f32(10_000.0)?),
+        tachometer: Some(r.i32()?),
+        tachometer_abs: Some(r.i32()?),
+        fault: Some(r.u8()?),
         ..Values::default()
     };
     v.pid_pos_deg = r.f32(1_000_000.0);
@@ -531,6 +592,45 @@ fn parse_values(data: &[u8]) -> Option<Values> {
         v.vd_v = r.f32(1000.0);
         v.vq_v = v.vd_v.and_then(|_| r.f32(1000.0));
         v.status = v.vq_v.and_then(|_| r.u8());
+    }
+    Some(v)
+}
+
+/// Decodes a `COMM_GET_VALUES` reply of firmware 1.x/2.x (`commands.c` before 3.0): six MOSFET
+/// NTCs and the PCB NTC (i16 /10), the averaged motor and input currents (i32 /100), duty (i16
+/// /1000), ERPM (i32), input voltage (i16 /10); then, from 2.x, Ah, Ah charged, Wh, Wh charged
+/// (i32 /10000), the tachometer and its absolute value (i32) and the fault code (u8): 55 bytes.
+/// There is no Id/Iq, motor temperature, PID position or status. The temperature is the hottest
+/// MOSFET NTC.
+fn parse_values_v2(data: &[u8]) -> Option<Values> {
+    let mut r = Reader::new(data);
+    let mut mos = [0.0; 6];
+    for t in &mut mos {
+        *t = r.f16(10.0)?;
+    }
+    let _pcb = r.f16(10.0)?;
+    let current_motor_a = r.f32(100.0)?;
+    let mut v = Values {
+        temp_fet_c: mos.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        current_motor_a,
+        iq_a: current_motor_a,
+        current_in_a: r.f32(100.0)?,
+        duty: r.f16(1000.0)?,
+        erpm: r.f32(1.0)?,
+        v_in: r.f16(10.0)?,
+        temp_mos_c: Some([mos[0], mos[1], mos[2]]),
+        ..Values::default()
+    };
+    if let (Some(ah), Some(ahc), Some(wh), Some(whc), Some(tach), Some(tach_abs)) =
+        (r.f32(10_000.0), r.f32(10_000.0), r.f32(10_000.0), r.f32(10_000.0), r.i32(), r.i32())
+    {
+        v.amp_hours = Some(ah);
+        v.amp_hours_charged = Some(ahc);
+        v.watt_hours = Some(wh);
+        v.watt_hours_charged = Some(whc);
+        v.tachometer = Some(tach);
+        v.tachometer_abs = Some(tach_abs);
+        v.fault = r.u8();
     }
     Some(v)
 }
@@ -666,6 +766,10 @@ pub struct VescCodec {
     fw_attempts: u32,
     want_identity: bool,
     identity: Option<String>,
+    /// The firmware major version from `COMM_FW_VERSION`: the layout of `COMM_GET_VALUES`.
+    fw_major: Option<u8>,
+    /// The drive reported a fault code before its firmware version was known (reported once).
+    unversioned_fault_noted: bool,
     timeouts_in_row: u32,
     lost: bool,
     /// A `COMM_GET_VALUES` reply arrived since start: the state is known.
@@ -704,6 +808,8 @@ impl VescCodec {
             fw_attempts: 0,
             want_identity: true,
             identity: None,
+            fw_major: None,
+            unversioned_fault_noted: false,
             timeouts_in_row: 0,
             lost: false,
             answered: false,
@@ -964,6 +1070,7 @@ impl VescCodec {
             // It may have been power-cycled or swapped: ask who it is again.
             self.want_identity = true;
             self.fw_attempts = 0;
+            self.fw_major = None;
             self.update_state(out);
         }
     }
@@ -1007,6 +1114,9 @@ impl VescCodec {
                 }
                 self.answered(out);
                 self.want_identity = false;
+                if let Some(&major) = data.first() {
+                    self.fw_major = Some(major);
+                }
                 match parse_identity(data) {
                     Some(text) => {
                         if self.identity.as_ref() != Some(&text) {
@@ -1030,14 +1140,18 @@ impl VescCodec {
                     _ => None,
                 };
                 self.answered(out);
-                match parse_values(data) {
+                // Until the version is known the present layout is assumed, but no fault is taken
+                // from it (see `handle_values`).
+                let major = self.fw_major.unwrap_or(u8::MAX);
+                match parse_values(data, major) {
                     Some(values) => self.handle_values(&values, sent_at, now_s, out),
                     None => self.log.log(
                         now_s,
                         format!(
                             "COMM_GET_VALUES reply of {} bytes is shorter than any firmware drivebench knows \
-                             (at least 54 with the fault code)",
-                            payload.len()
+                             (at least {} with the fault code)",
+                            payload.len(),
+                            if major < 3 { 31 } else { 54 }
                         ),
                         out,
                     ),
@@ -1074,18 +1188,28 @@ impl VescCodec {
         }
         sample(SIG_VOLTAGE, v.v_in);
         sample(SIG_TEMPERATURE, v.temp_fet_c);
-        sample(SIG_MOTOR_TEMPERATURE, v.temp_motor_c);
+        if let Some(t) = v.temp_motor_c {
+            sample(SIG_MOTOR_TEMPERATURE, t);
+        }
         sample(SIG_MOTOR_CURRENT, v.current_motor_a);
         sample(SIG_INPUT_CURRENT, v.current_in_a);
-        sample(SIG_ID, v.id_a);
+        if let Some(id) = v.id_a {
+            sample(SIG_ID, id);
+        }
         sample(SIG_DUTY, v.duty);
         sample(SIG_ERPM, v.erpm);
-        sample(SIG_TACHOMETER, f64::from(v.tachometer));
-        sample(SIG_TACHOMETER_ABS, f64::from(v.tachometer_abs));
-        sample(SIG_AH, v.amp_hours);
-        sample(SIG_AH_CHARGED, v.amp_hours_charged);
-        sample(SIG_WH, v.watt_hours);
-        sample(SIG_WH_CHARGED, v.watt_hours_charged);
+        for (signal, value) in [
+            (SIG_TACHOMETER, v.tachometer.map(f64::from)),
+            (SIG_TACHOMETER_ABS, v.tachometer_abs.map(f64::from)),
+            (SIG_AH, v.amp_hours),
+            (SIG_AH_CHARGED, v.amp_hours_charged),
+            (SIG_WH, v.watt_hours),
+            (SIG_WH_CHARGED, v.watt_hours_charged),
+        ] {
+            if let Some(value) = value {
+                sample(signal, value);
+            }
+        }
         if let Some(temps) = v.temp_mos_c {
             for (i, t) in temps.iter().enumerate() {
                 sample(SIG_MOSFET1 + i as u16, *t);
@@ -1102,14 +1226,30 @@ impl VescCodec {
         }
         self.answered = true;
 
-        if v.fault != 0 {
-            if self.fault_latched != Some(v.fault) {
-                self.fault_latched = Some(v.fault);
+        // The reply's layout depends on the firmware version: a fault code read before the
+        // version is known may be any byte of an older layout, so it is not acted on.
+        let fault = match v.fault {
+            Some(code) if self.fw_major.is_none() => {
+                if code != 0 && !self.unversioned_fault_noted {
+                    self.unversioned_fault_noted = true;
+                    out.events.push(Event::Log(format!(
+                        "COMM_GET_VALUES holds fault code {code} but the firmware version is not known yet, \
+                         so the reply's layout is not certain: faults are shown once COMM_FW_VERSION is answered"
+                    )));
+                }
+                0
+            }
+            Some(code) => code,
+            None => 0,
+        };
+        if fault != 0 {
+            if self.fault_latched != Some(fault) {
+                self.fault_latched = Some(fault);
                 if self.enabled {
                     self.send_stop(out);
                     out.events.push(Event::Log(format!(
                         "the VESC reported {}: it stopped the motor; drivebench stopped applying setpoints",
-                        fault_name(v.fault)
+                        fault_name(fault)
                     )));
                 }
             }
@@ -1121,7 +1261,7 @@ impl VescCodec {
                 fault_name(code)
             )));
         }
-        self.drive_fault = v.fault;
+        self.drive_fault = fault;
 
         if let Some(status) = v.status {
             if self.status != Some(status) {
@@ -1293,27 +1433,32 @@ impl Codec for VescCodec {
         }
     }
 
-    /// Decodes the hex bytes as the firmware would (sliding over anything that is not a valid
-    /// frame) and classifies every packet; a refusal of any wins, and more than one packet that
-    /// sets the motor is refused too, since one intent cannot describe them.
+    /// Finds every frame any firmware generation would decode in the hex bytes (see
+    /// [`frames_anywhere`]) and classifies each packet; a refusal of any wins, more than one packet
+    /// that sets the motor is refused, and so is a line with bytes outside every frame found.
     fn raw_intent(&self, text: &str) -> RawIntent {
         let bytes = match parse_hex(text) {
             Ok(bytes) => bytes,
             Err(reason) => return RawIntent::Guarded(format!("not hex: {reason}")),
         };
-        let mut decoder = FrameDecoder::new();
-        let mut intents = Vec::new();
-        decoder.feed(&bytes, |payload| intents.push(packet_intent(payload, self.pp())));
-        if decoder.pending() > 0 {
-            return RawIntent::Guarded(
+        let scan = frames_anywhere(&bytes);
+        if let Some(at) = scan.stray {
+            return RawIntent::Guarded(if scan.unfinished {
                 "the line ends inside a packet: the drive would join it with the next bytes it receives"
-                    .into(),
-            );
+                    .into()
+            } else {
+                format!(
+                    "byte {} (0x{:02X}) is outside every valid packet: a drive with another frame decoder \
+                     may read the line differently; send only whole packets",
+                    at + 1,
+                    bytes[at]
+                )
+            });
         }
         let mut found = None;
         let mut setting = 0;
-        for intent in intents {
-            match intent {
+        for (start, len) in scan.payloads {
+            match packet_intent(&bytes[start..start + len], self.pp()) {
                 RawIntent::Other => {}
                 guarded @ RawIntent::Guarded(_) => return guarded,
                 intent => {
@@ -2032,7 +2177,7 @@ mod tests {
     #[test]
     fn console_lines_are_classified() {
         let codec = started(7);
-        let cases: [(&str, RawIntent); 10] = [
+        let cases: [(&str, RawIntent); 9] = [
             (GET_VALUES_REQ, RawIntent::Other),
             ("020104408403", RawIntent::Other),
             ("0x02 0x01 0x04 0x40 0x84 0x03", RawIntent::Other),
@@ -2042,7 +2187,6 @@ mod tests {
             (SET_CURRENT_MINUS_2_5A, RawIntent::Setpoint(ControlMode::Current, -2.5)),
             (SET_RPM_10000, RawIntent::Setpoint(ControlMode::Speed, 10000.0 / 7.0)),
             (SET_POS_90, RawIntent::Setpoint(ControlMode::Position, 0.25)),
-            ("ff ee 00", RawIntent::Other),
         ];
         for (line, intent) in cases {
             assert_eq!(codec.raw_intent(line), intent, "{line}");
@@ -2083,6 +2227,118 @@ mod tests {
         guarded(&format!("{SET_CURRENT_5A} {SET_DUTY_0_25}"), "COMM_SET_DUTY");
         guarded(&format!("{SET_CURRENT_5A} {SET_RPM_10000}"), "several packets");
         assert_eq!(codec.raw_intent(""), RawIntent::Other);
+    }
+
+    #[test]
+    fn console_frames_of_every_decoder_generation_are_classified() {
+        let codec = started(7);
+        let guarded = |text: &str, needle: &str| match codec.raw_intent(text) {
+            RawIntent::Guarded(reason) => assert!(reason.contains(needle), "{text}: {reason}"),
+            other => panic!("{text}: {other:?}"),
+        };
+        // A long header with a short length: firmware up to 5.2 runs it as SET_CURRENT 50 A.
+        assert_eq!(
+            codec.raw_intent("03 00 05 06 00 00 C3 50 D4 77 03"),
+            RawIntent::Setpoint(ControlMode::Current, 50.0)
+        );
+        guarded("03 00 05 06 00 00 C3 50 D4 77 03 00 00", "byte 12 (0x00) is outside every valid packet");
+        // A packet hidden in another packet's payload is found and classified too.
+        let mut print = vec![COMM_PRINT];
+        print.extend(encode_frame(&set_payload(COMM_SET_CURRENT, 50_000)));
+        let line: String = encode_frame(&print).iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(codec.raw_intent(&line), RawIntent::Setpoint(ControlMode::Current, 50.0));
+        let mut print = vec![COMM_PRINT];
+        print.extend(hex(SET_DUTY_0_25));
+        let line: String = encode_frame(&print).iter().map(|b| format!("{b:02X}")).collect();
+        guarded(&line, "COMM_SET_DUTY");
+        // Stray bytes: a start byte that forms no frame, or anything else outside every frame.
+        guarded(&format!("02 {GET_VALUES_REQ}"), "byte 1 (0x02)");
+        guarded(&format!("{SET_CURRENT_5A} 03 00 07"), "ends inside a packet");
+        guarded("ff ee 00", "outside every valid packet");
+        guarded("02 05 06 00 00 13 88 00 00 04", "byte 1 (0x02) is outside every valid packet");
+    }
+
+    /// A `COMM_GET_VALUES` payload of firmware 2.x (`commands.c` before 3.0).
+    fn values_v2_payload(fault: u8) -> Vec<u8> {
+        let mut p = vec![COMM_GET_VALUES];
+        for t in [251i16, 252, 253, 254, 255, 256, 240] {
+            p.extend_from_slice(&t.to_be_bytes());
+        }
+        for v in [150i32, 75] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        p.extend_from_slice(&100i16.to_be_bytes());
+        p.extend_from_slice(&5000i32.to_be_bytes());
+        p.extend_from_slice(&240i16.to_be_bytes());
+        for v in [123i32, 0, 2952, 0, 1234, 0x0102_0304] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        p.push(fault);
+        assert_eq!(p.len(), 56);
+        p
+    }
+
+    #[test]
+    fn firmware_2_values_use_the_old_layout() {
+        let mut codec = started(7);
+        let out = feed(&mut codec, &encode_frame(&[COMM_FW_VERSION, 2, 18]), 0.001);
+        assert_eq!(out.events, vec![Event::Identity("VESC firmware 2.18".into())]);
+        poll(&mut codec, 0.01);
+        // Read in the present layout, byte 3 of the absolute tachometer (0x03) would be a fault.
+        let out = feed(&mut codec, &encode_frame(&values_v2_payload(0)), 0.02);
+        assert_eq!(out.events, vec![Event::State(DriveState::Idle)], "{:?}", out.events);
+        let expect = [
+            (SIG_SPEED, 5000.0 / 7.0),
+            (SIG_CURRENT, 1.5),
+            (SIG_VOLTAGE, 24.0),
+            (SIG_TEMPERATURE, 25.6),
+            (SIG_MOTOR_CURRENT, 1.5),
+            (SIG_INPUT_CURRENT, 0.75),
+            (SIG_DUTY, 0.1),
+            (SIG_ERPM, 5000.0),
+            (SIG_TACHOMETER, 1234.0),
+            (SIG_TACHOMETER_ABS, f64::from(0x0102_0304)),
+            (SIG_AH, 0.0123),
+            (SIG_AH_CHARGED, 0.0),
+            (SIG_WH, 0.2952),
+            (SIG_WH_CHARGED, 0.0),
+            (SIG_MOSFET1, 25.1),
+            (SIG_MOSFET1 + 1, 25.2),
+            (SIG_MOSFET1 + 2, 25.3),
+        ];
+        assert_eq!(out.samples.len(), expect.len(), "{:?}", out.samples);
+        for (signal, value) in expect {
+            assert!((sample(&out, signal) - value).abs() < 1e-9, "{}: {}", SIGNALS[signal as usize].0, value);
+        }
+        // Its own fault code is at the end.
+        let out = feed(&mut codec, &encode_frame(&values_v2_payload(2)), 0.03);
+        assert!(
+            matches!(&out.events[..], [Event::State(DriveState::Fault(t))] if t.contains("code 2")),
+            "{:?}",
+            out.events
+        );
+        // Firmware 1.x: the reply ends after the input voltage.
+        let mut codec = started(7);
+        feed(&mut codec, &encode_frame(&[COMM_FW_VERSION, 1, 5]), 0.001);
+        let out = feed(&mut codec, &encode_frame(&values_v2_payload(0)[..31]), 0.02);
+        assert_eq!(out.samples.len(), 11, "{:?}", out.samples);
+        assert_eq!(out.events, vec![Event::State(DriveState::Idle)]);
+        let out = feed(&mut codec, &encode_frame(&values_v2_payload(0)[..30]), 0.03);
+        assert!(matches!(&out.events[..], [Event::Log(t)] if t.contains("at least 31")), "{:?}", out.events);
+    }
+
+    #[test]
+    fn no_fault_is_taken_before_the_version_is_known() {
+        let mut codec = started(7);
+        let faulty = values_frame_with(&[(53, 4)]);
+        let out = feed(&mut codec, &faulty, 0.01);
+        assert_eq!(states(&out.events), vec![DriveState::Idle], "{:?}", out.events);
+        assert!(out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("fault code 4"))));
+        let out = feed(&mut codec, &faulty, 0.02);
+        assert!(!out.events.iter().any(|e| matches!(e, Event::Log(_))), "noted once: {:?}", out.events);
+        feed(&mut codec, &fw_reply(), 0.03);
+        let out = feed(&mut codec, &faulty, 0.04);
+        assert!(matches!(&states(&out.events)[..], [DriveState::Fault(_)]), "{:?}", out.events);
     }
 
     #[test]
