@@ -66,6 +66,10 @@ const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_MODBUS);
 pub const DEFAULT_RESPONSE_TIMEOUT_S: f64 = 0.2;
 /// Default number of times a request is sent again after a timeout.
 pub const DEFAULT_RETRIES: u32 = 2;
+/// Shortest reply timeout (s); the configuration check allows the same range.
+pub const MIN_RESPONSE_TIMEOUT_S: f64 = 0.01;
+/// Longest reply timeout (s); the configuration check allows the same range.
+pub const MAX_RESPONSE_TIMEOUT_S: f64 = 10.0;
 /// After start nothing is sent for this long: whatever was on the line settles.
 const SETTLE_S: f64 = 0.02;
 /// Telemetry cycle period (slower when the line cannot keep up).
@@ -76,6 +80,11 @@ const STEP_TIMEOUT_S: f64 = 1.0;
 const STOP_CONFIRM_S: f64 = 0.3;
 /// While a stop stays unconfirmed with the same reading, it is reported again this often.
 const STOP_REPORT_S: f64 = 2.0;
+/// How long a quick stop may brake in "quick stop active" before disable voltage (0x0000)
+/// switches the stage off: drives that stay in quick stop active after the ramp (option codes
+/// 5–8) are then left switch on disabled. A ramp longer than this is cut short and the motor
+/// coasts from there.
+const QUICK_STOP_HOLD_S: f64 = 2.0;
 /// After a broadcast, the line is left to the slaves for this long.
 const TURNAROUND_S: f64 = 0.1;
 /// Transactions without any reply, in a row, after which the drive counts as lost.
@@ -288,6 +297,20 @@ fn is_write_function(function: u8) -> bool {
 }
 
 /// The length of the normal reply to a request frame (CRC included), if known.
+/// The length of a request frame (CRC included) from its function code, for the functions
+/// whose request length the header fixes; `None` when unknown (or not yet knowable).
+fn request_length(frame: &[u8]) -> Option<usize> {
+    match *frame.get(1)? {
+        0x01..=0x06 | 0x08 | 0x18 => Some(8),
+        0x07 | 0x0B | 0x0C | 0x11 => Some(4),
+        0x0F | 0x10 => frame.get(6).map(|&count| 9 + usize::from(count)),
+        0x16 => Some(10),
+        0x17 => frame.get(10).map(|&count| 13 + usize::from(count)),
+        0x2B if frame.get(2) == Some(&0x0E) => Some(7),
+        _ => None,
+    }
+}
+
 fn reply_length(frame: &[u8]) -> Option<usize> {
     let function = *frame.get(1)?;
     let body = &frame[..frame.len().saturating_sub(2)];
@@ -419,11 +442,25 @@ struct ReadWhy {
 #[derive(Debug, Clone, PartialEq)]
 enum Purpose {
     Read(ReadWhy),
-    ParamWrite { entry: usize },
-    ParamReadback { entry: usize },
-    Control { value: u16 },
-    Target { mode: ControlMode, value: f64, safe: bool },
-    ModeWrite { mode: ControlMode },
+    ParamWrite {
+        entry: usize,
+    },
+    ParamReadback {
+        entry: usize,
+    },
+    /// `stop`: the write of a stop (never dropped by a later sequence).
+    Control {
+        value: u16,
+        stop: bool,
+    },
+    Target {
+        mode: ControlMode,
+        value: f64,
+        safe: bool,
+    },
+    ModeWrite {
+        mode: ControlMode,
+    },
     Console,
 }
 
@@ -474,6 +511,8 @@ struct StopSeq {
     /// The statusword read since.
     reading: Option<u16>,
     reported: Option<(f64, Option<u16>)>,
+    /// When the drive was first read in quick stop active after the quick stop.
+    braking_since: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -593,6 +632,9 @@ pub struct ModbusCodec {
     /// Statusword readings from requests with this sequence number or later show the effect
     /// of the sequence's last write.
     fresh_from: u64,
+    /// Requests sent before this sequence number preceded the last stop: target, mode and
+    /// controlword writes among them are not sent again.
+    stopped_at_seq: u64,
     last_state: Option<DriveState>,
     last_status: Option<String>,
     fault_seen_seq: Option<u64>,
@@ -705,6 +747,7 @@ impl ModbusCodec {
             control: None,
             awaiting_control: None,
             fresh_from: 0,
+            stopped_at_seq: 0,
             last_state: None,
             last_status: None,
             fault_seen_seq: None,
@@ -720,7 +763,7 @@ impl ModbusCodec {
     /// clamped to 0.01–5 s) and number of retries after a timeout (at most 10).
     pub fn with_timing(mut self, response_timeout_s: f64, retries: u32) -> Self {
         self.response_timeout_s = if response_timeout_s.is_finite() {
-            response_timeout_s.clamp(0.01, 5.0)
+            response_timeout_s.clamp(MIN_RESPONSE_TIMEOUT_S, MAX_RESPONSE_TIMEOUT_S)
         } else {
             DEFAULT_RESPONSE_TIMEOUT_S
         };
@@ -904,6 +947,86 @@ impl ModbusCodec {
         }
     }
 
+    /// In position mode, the write of the present position into the target that precedes an
+    /// enable.
+    fn enable_hold_request(&self) -> Result<Option<(Request, f64)>, CodecError> {
+        if self.mode != Some(ControlMode::Position) {
+            return Ok(None);
+        }
+        let Some(index) = self.map.role(Role::TargetPosition) else {
+            return Ok(None);
+        };
+        let position = self.known.position_rev.ok_or_else(|| {
+            CodecError::Invalid(
+                "enable in position mode: the present position is not known yet, so the target cannot be set to \
+                 it first (wait for telemetry)"
+                    .into(),
+            )
+        })?;
+        let (words, held) =
+            self.encode_target(ControlMode::Position, position).map_err(CodecError::Invalid)?;
+        let address = self.map.entries[index].address;
+        let request = Request::new(
+            Op::Write { start: address, values: words },
+            Purpose::Target { mode: ControlMode::Position, value: held, safe: true },
+        );
+        Ok(Some((request, held)))
+    }
+
+    /// Drops queued controlword writes of an older sequence; a queued stop stays.
+    fn drop_queued_controls(&mut self) {
+        self.queue.retain(|r| !matches!(r.purpose, Purpose::Control { stop: false, .. }));
+    }
+
+    /// The first statusword read of a new sequence: behind a queued stop, so that the stop
+    /// reaches the drive first; first thing otherwise.
+    fn queue_sequence_status_read(&mut self) {
+        let stop_queued = self.queue.iter().any(|r| matches!(r.purpose, Purpose::Control { stop: true, .. }));
+        if !stop_queued {
+            self.queue_status_read();
+            return;
+        }
+        if let Some(status) = self.map.role(Role::Statusword) {
+            let at = self
+                .queue
+                .iter()
+                .rposition(|r| {
+                    matches!(r.purpose, Purpose::Control { stop: true, .. } | Purpose::Target { .. })
+                })
+                .map_or(0, |i| i + 1);
+            let mut reads: Vec<Request> = Vec::new();
+            for block in self.map.blocks(&[status], MAX_BRIDGE) {
+                reads.push(Self::read_request(
+                    block,
+                    Purpose::Read(ReadWhy { status: true, ..ReadWhy::default() }),
+                ));
+            }
+            for (k, request) in reads.into_iter().enumerate() {
+                self.queue.insert(at + k, request);
+            }
+        }
+    }
+
+    /// A retry of a write sent before the last stop that would undo it.
+    fn retry_undoes_stop(&self, in_flight: &InFlight) -> bool {
+        in_flight.seq < self.stopped_at_seq
+            && matches!(
+                in_flight.req.purpose,
+                Purpose::Target { .. } | Purpose::ModeWrite { .. } | Purpose::Control { stop: false, .. }
+            )
+    }
+
+    /// A statusword read at the back of the queue unless one is queued or flying.
+    fn queue_status_read_behind(&mut self) {
+        let Some(status) = self.map.role(Role::Statusword) else {
+            return;
+        };
+        let is_status = |r: &Request| matches!(r.purpose, Purpose::Read(ReadWhy { status: true, .. }));
+        if !self.queue.iter().any(is_status) && !self.in_flight.as_ref().is_some_and(|f| is_status(&f.req)) {
+            self.queue_reads(&[status], Purpose::Read(ReadWhy { status: true, ..ReadWhy::default() }), false);
+        }
+    }
+
     fn queue_status_read(&mut self) {
         let Some(status) = self.map.role(Role::Statusword) else {
             return;
@@ -924,8 +1047,10 @@ impl ModbusCodec {
             return;
         };
         let address = self.map.entries[entry].address;
-        let request =
-            Request::new(Op::Write { start: address, values: vec![value] }, Purpose::Control { value });
+        let request = Request::new(
+            Op::Write { start: address, values: vec![value] },
+            Purpose::Control { value, stop: false },
+        );
         self.awaiting_control = Some(value);
         self.fresh_from = u64::MAX;
         if front {
@@ -1062,6 +1187,17 @@ impl ModbusCodec {
             out.events.push(Event::Log(format!("< {} ({reason})", hex_string(frame))));
             return;
         }
+        if code == 0x06 && self.retry_undoes_stop(&in_flight) {
+            self.log.log(
+                now_s,
+                format!(
+                    "{}: {reason}; not sent again: a stop followed it",
+                    Self::describe(&in_flight.req.op)
+                ),
+                out,
+            );
+            return;
+        }
         let mut req = in_flight.req;
         if code == 0x06 && req.attempt < self.retries {
             req.attempt += 1;
@@ -1069,12 +1205,41 @@ impl ModbusCodec {
             self.queue.push_back(req);
             return;
         }
+        // 01/02: a function or address the drive lacks; 03: often a quantity larger than the
+        // drive reads at once. Either way, read the entries one by one.
         if let Purpose::Read(ReadWhy { cycle: Some(index), .. }) = req.purpose
-            && matches!(code, 0x01 | 0x02)
+            && matches!(code, 0x01..=0x03)
             && let Some(&block) = self.cycle.get(index)
         {
             self.drop_cycle_block(index, block, &reason, now_s, out);
             return;
+        }
+        if let (Purpose::Read(why), Op::Read { table, start, qty }) = (&req.purpose, &req.op)
+            && matches!(code, 0x01..=0x03)
+        {
+            let block = Block { table: *table, start: *start, qty: *qty };
+            let inside: Vec<usize> =
+                (0..self.map.entries.len()).filter(|&i| block.contains(&self.map.entries[i])).collect();
+            if inside.len() > 1 {
+                let singles: Vec<Block> = inside.iter().flat_map(|&i| self.map.blocks(&[i], 0)).collect();
+                self.log.log(
+                    now_s,
+                    format!(
+                        "the drive refused {} ({reason}); reading its registers one by one",
+                        Self::describe_block(block)
+                    ),
+                    out,
+                );
+                if let Some(at) = self.start_blocks.iter().position(|b| *b == block) {
+                    self.start_blocks.splice(at..=at, singles.iter().copied());
+                }
+                for single in singles.into_iter().rev() {
+                    let mut why = why.clone();
+                    why.report.retain(|&i| single.contains(&self.map.entries[i]));
+                    self.queue.push_front(Self::read_request(single, Purpose::Read(why)));
+                }
+                return;
+            }
         }
         self.fail(req, reason, now_s, out);
     }
@@ -1234,6 +1399,7 @@ impl ModbusCodec {
             };
             if reported {
                 let key = self.entry_name(index).to_owned();
+                let value = value.map(|v| self.catalogue_value(index, v));
                 match value {
                     Ok(value) if matches!(purpose, Purpose::ParamReadback { .. }) => {
                         out.events.push(Event::ParamWritten { key, value })
@@ -1267,7 +1433,7 @@ impl ModbusCodec {
                 let entry = *entry;
                 self.queue_reads(&[entry], Purpose::ParamReadback { entry }, true);
             }
-            Purpose::Control { value } => self.control_written(*value, seq, now_s),
+            Purpose::Control { value, .. } => self.control_written(*value, seq, now_s),
             Purpose::ModeWrite { mode } => {
                 if let Some(pending) = &mut self.mode_pending
                     && pending.mode == *mode
@@ -1410,11 +1576,16 @@ impl ModbusCodec {
             },
             Control::Stop(stop) => {
                 stop.reading = Some(word);
-                keep = match state {
-                    Some(Cia::OperationEnabled) => true,
-                    Some(Cia::QuickStopActive) => !stop.quick,
-                    _ => false,
-                };
+                // Only a state with the stage known to be off confirms the stop (fault too: the
+                // stage is off there and no controlword but a reset leaves it). An unknown
+                // statusword, quick stop active and not ready to switch on do not.
+                keep = !matches!(
+                    state,
+                    Some(Cia::SwitchOnDisabled | Cia::ReadyToSwitchOn | Cia::SwitchedOn | Cia::Fault)
+                );
+                if state == Some(Cia::QuickStopActive) && stop.value == CW_QUICK_STOP {
+                    stop.braking_since.get_or_insert(now_s);
+                }
             }
             Control::Reset(reset) => match reset.phase {
                 ResetPhase::Check => match state {
@@ -1540,10 +1711,40 @@ impl ModbusCodec {
                              there"
                         ),
                     };
-                    out.events.push(Event::Refused(text));
+                    let off = self.disable_word();
+                    out.events.push(Event::Refused(format!(
+                        "{text}; writing 0x{off:04X} ({}) so that the drive does not enable later by itself",
+                        controlword_name(off)
+                    )));
                     self.control = None;
+                    // A switch-on or enable word may be latched in the drive: take it back.
+                    self.send_stop(false, true, now_s, out);
                 } else if waiting_reading {
                     self.queue_status_read();
+                }
+            }
+            Control::Stop(stop)
+                if stop.braking_since.is_some()
+                    && stop.reading.and_then(Cia::from_statusword) == Some(Cia::QuickStopActive) =>
+            {
+                // Braking on the quick-stop ramp: then disable voltage.
+                if stop.braking_since.is_some_and(|since| now_s - since >= QUICK_STOP_HOLD_S) {
+                    self.queue.retain(|r| !matches!(r.purpose, Purpose::Control { .. }));
+                    self.control = Some(Control::Stop(StopSeq {
+                        value: CW_DISABLE_VOLTAGE,
+                        deadline: None,
+                        braking_since: None,
+                        ..stop
+                    }));
+                    self.queue_control(CW_DISABLE_VOLTAGE, true);
+                    if let Some(Request { purpose: Purpose::Control { stop, .. }, .. }) =
+                        self.queue.front_mut()
+                    {
+                        *stop = true;
+                    }
+                } else if waiting_reading {
+                    // Behind the writes queued with the stop (the held target).
+                    self.queue_status_read_behind();
                 }
             }
             Control::Stop(stop) => match stop.deadline {
@@ -1650,20 +1851,42 @@ impl ModbusCodec {
             self.last_mode_code = None;
             out.events.push(Event::Log(format!("{what}: the mode change was cancelled")));
         }
-        let value = if quick { CW_QUICK_STOP } else { self.disable_word() };
-        let (reading, reported) = match &self.control {
-            Some(Control::Stop(s)) if s.quick == quick => (s.reading, s.reported),
-            _ => (None, None),
+        let (reading, reported, previous) = match &self.control {
+            Some(Control::Stop(s)) if s.quick == quick => (s.reading, s.reported, Some(s.value)),
+            _ => (None, None, None),
         };
-        self.control = Some(Control::Stop(StopSeq { quick, value, deadline: None, reading, reported }));
+        let value = match (quick, previous) {
+            // After the ramp a quick stop goes on as disable voltage.
+            (true, Some(CW_DISABLE_VOLTAGE)) if !first => CW_DISABLE_VOLTAGE,
+            (true, _) => CW_QUICK_STOP,
+            _ => self.disable_word(),
+        };
+        self.control = Some(Control::Stop(StopSeq {
+            quick,
+            value,
+            deadline: None,
+            reading,
+            reported,
+            braking_since: None,
+        }));
         self.queue_control(value, true);
+        if let Some(Request { purpose: Purpose::Control { stop, .. }, .. }) = self.queue.front_mut() {
+            *stop = true;
+        }
+        self.stopped_at_seq = self.next_seq;
+        let hold = match self.mode {
+            Some(ControlMode::Position) => self.known.position_rev,
+            Some(_) => Some(0.0),
+            None => None,
+        };
         if quick
             && first
-            && let Some(mode @ (ControlMode::Speed | ControlMode::Current)) = self.mode
+            && let Some(mode) = self.mode
+            && let Some(hold) = hold
             && let Some(index) = self.map.role(Role::target_of(mode))
-            && let Ok((words, held)) = self.encode_target(mode, 0.0)
+            && let Ok((words, held)) = self.encode_target(mode, hold)
         {
-            // A later enable must not restart the motion by itself.
+            // A later enable must not restart the motion by itself (position: hold where it is).
             let address = self.map.entries[index].address;
             let request = Request::new(
                 Op::Write { start: address, values: words },
@@ -1811,7 +2034,7 @@ impl ModbusCodec {
                 "writing {}: reading it back failed ({reason}), so the value it holds is unknown",
                 self.entry_name(entry)
             ))),
-            Purpose::Control { value } => self.control_failed(value, &reason, now_s, out),
+            Purpose::Control { value, .. } => self.control_failed(value, &reason, now_s, out),
             Purpose::Target { mode, value, .. } => {
                 out.events.push(Event::Refused(format!(
                     "the {} setpoint {} {} was not written: {reason}",
@@ -1867,6 +2090,10 @@ impl ModbusCodec {
             self.rx.clear();
         }
         let what = Self::describe(&in_flight.req.op);
+        if self.retry_undoes_stop(&in_flight) {
+            self.log.log(now_s, format!("no reply to {what}; not sent again: a stop followed it"), out);
+            return;
+        }
         let mut req = in_flight.req;
         let console = req.purpose == Purpose::Console;
         if req.attempt < self.retries && !console {
@@ -2036,15 +2263,38 @@ impl ModbusCodec {
             .ok_or_else(|| CodecError::UnknownParam(key.to_owned()))
     }
 
+    /// For a catalogue entry in ‰ or % of the rated current whose name says it limits
+    /// (`limit`, `max`): whether it is offered in amperes (`Some(true)`: the rated current is
+    /// known) or read-only (`Some(false)`); `None` for other entries.
+    fn relative_limit(&self, index: usize) -> Option<bool> {
+        let entry = self.map.entries.get(index)?;
+        let name = entry.name.to_ascii_lowercase();
+        let relative = matches!(entry.unit.as_str(), "‰" | "%");
+        (relative && (name.contains("limit") || name.contains("max")))
+            .then(|| self.map.to_amperes(&entry.unit, 1.0).is_some())
+    }
+
+    /// A catalogue entry's value in its catalogue unit (amperes for relative current limits).
+    fn catalogue_value(&self, index: usize, value: f64) -> f64 {
+        match self.relative_limit(index) {
+            Some(true) => self.map.to_amperes(&self.map.entries[index].unit, value).unwrap_or(value),
+            _ => value,
+        }
+    }
+
     fn write_param(&mut self, key: &str, value: f64) -> Result<(), CodecError> {
         let index = self.catalogue_index(key)?;
         let entry = &self.map.entries[index];
-        if !entry.writable() {
+        if !entry.writable() || self.relative_limit(index) == Some(false) {
             return Err(CodecError::ReadOnly(key.to_owned()));
         }
         if !value.is_finite() {
             return Err(CodecError::Invalid(format!("{key}: the value is not a finite number")));
         }
+        let value = match self.relative_limit(index) {
+            Some(true) => self.map.from_amperes(&entry.unit, value).unwrap_or(value),
+            _ => value,
+        };
         let words = self.map.encode(index, value).map_err(|e| CodecError::Invalid(e.to_string()))?;
         let address = entry.address;
         self.queue.push_back(Request::new(
@@ -2152,16 +2402,34 @@ impl ModbusCodec {
                     .map(|i| u8::from_str_radix(&digits[i..i + 2], 16))
                     .collect::<Result<_, _>>()
                     .map_err(|_| "not hex".to_owned())?;
-                if bytes.len() >= 4 && crc_ok(&bytes) {
+                let frame = if bytes.len() >= 4 && crc_ok(&bytes) {
                     if bytes.len() > MAX_ADU {
                         return Err(format!("a Modbus RTU frame has at most {MAX_ADU} bytes"));
                     }
-                    Ok(bytes)
+                    bytes
                 } else if bytes.len() + 2 > MAX_ADU {
-                    Err(format!("a Modbus RTU frame has at most {MAX_ADU} bytes"))
+                    return Err(format!("a Modbus RTU frame has at most {MAX_ADU} bytes"));
                 } else {
-                    Ok(with_crc(bytes))
+                    with_crc(bytes)
+                };
+                if frame[0] == 0 {
+                    return Err(format!(
+                        "unit 0 is broadcast: every drive on the bus would execute the frame, but it is checked \
+                         against this drive's register map only; address unit {}",
+                        self.unit
+                    ));
                 }
+                if let Some(len) = request_length(&frame)
+                    && len != frame.len()
+                {
+                    return Err(format!(
+                        "a function 0x{:02X} request is {len} bytes with its CRC, this line makes {}: send one \
+                         whole frame per line",
+                        frame[1],
+                        frame.len()
+                    ));
+                }
+                Ok(frame)
             }
         }
     }
@@ -2224,7 +2492,14 @@ impl ModbusCodec {
                 Some(mode) => RawIntent::Setpoint(mode, value),
                 None => RawIntent::Guarded(format!("{} commands the drive", entry.name)),
             },
-            _ if self.map.is_catalogue(index) && entry.writable() => RawIntent::Param(entry.name.clone(), value),
+            _ if self.map.is_catalogue(index) && entry.writable() => match self.relative_limit(index) {
+                Some(false) => RawIntent::Guarded(format!(
+                    "{} is in {} of the rated current, which the register map does not give (rated_current_a), so \
+                     it cannot be checked against the current limit",
+                    entry.name, entry.unit
+                )),
+                _ => RawIntent::Param(entry.name.clone(), self.catalogue_value(index, value)),
+            },
             _ => RawIntent::Other,
         }
     }
@@ -2319,13 +2594,58 @@ impl ModbusCodec {
                 ));
             }
         };
-        if unit != 0 && unit != self.unit {
+        if unit == 0 {
+            return RawIntent::Guarded(
+                "unit 0 is broadcast: every drive on the bus would execute the write, but it can be checked \
+                 against this drive's register map only"
+                    .into(),
+            );
+        }
+        if unit != self.unit {
             return RawIntent::Guarded(format!(
                 "the frame is for unit {unit}; this connection checks writes for unit {} only",
                 self.unit
             ));
         }
         self.write_intent(start, &words)
+    }
+}
+
+impl ModbusCodec {
+    /// The frame and every whole request with a valid CRC found at any offset inside it (a
+    /// drive that resynchronises on the CRC may execute those), the strictest classification
+    /// winning: anything guarded guards the line, and two commands in one line are guarded.
+    fn line_intent(&self, frame: &[u8]) -> RawIntent {
+        let mut found: Vec<RawIntent> = Vec::new();
+        for at in 0..frame.len() {
+            let rest = &frame[at..];
+            let len = if at == 0 {
+                frame.len()
+            } else {
+                match request_length(rest) {
+                    Some(len) if len <= rest.len() && crc_ok(&rest[..len]) => len,
+                    _ => continue,
+                }
+            };
+            match self.frame_intent(&rest[..len]) {
+                RawIntent::Other => {}
+                guarded @ RawIntent::Guarded(_) => return guarded,
+                _ if at > 0 => {
+                    return RawIntent::Guarded(format!(
+                        "the frame holds another whole frame at byte {at} ({}), which a drive may execute: send it \
+                         on its own",
+                        hex_string(&rest[..len])
+                    ));
+                }
+                intent => found.push(intent),
+            }
+        }
+        if found.len() > 1 {
+            return RawIntent::Guarded(
+                "the line holds several commands (a frame inside a frame): send one at a time".into(),
+            );
+        }
+        found.pop().unwrap_or(RawIntent::Other)
     }
 }
 
@@ -2385,8 +2705,32 @@ impl Codec for ModbusCodec {
                     number(entry.scale)
                 );
                 let help = if entry.help.is_empty() { place } else { format!("{} ({place})", entry.help) };
-                let spec = ParamSpec::new(&entry.name, &label(&entry.name), &entry.unit, min, max, &help);
-                if entry.writable() { spec } else { spec.read_only() }
+                match self.relative_limit(index) {
+                    Some(true) => {
+                        let a = self.catalogue_value(index, min);
+                        let b = self.catalogue_value(index, max);
+                        let help = format!("{help}; in A here ({} of the rated current)", entry.unit);
+                        let spec = ParamSpec::new(&entry.name, &label(&entry.name), "A", a.min(b), a.max(b), &help);
+                        if entry.writable() { spec } else { spec.read_only() }
+                    }
+                    Some(false) => ParamSpec::new(
+                        &entry.name,
+                        &label(&entry.name),
+                        &entry.unit,
+                        min,
+                        max,
+                        &format!(
+                            "{help}; read-only here: it is in {} of the rated current, which the register map does \
+                             not give (rated_current_a), so it cannot be held to the project's current limit",
+                            entry.unit
+                        ),
+                    )
+                    .read_only(),
+                    None => {
+                        let spec = ParamSpec::new(&entry.name, &label(&entry.name), &entry.unit, min, max, &help);
+                        if entry.writable() { spec } else { spec.read_only() }
+                    }
+                }
             })
             .collect()
     }
@@ -2462,12 +2806,24 @@ impl Codec for ModbusCodec {
                 if self.map.role(Role::Controlword).is_none() {
                     return Err(needs_controlword());
                 }
-                self.queue.retain(|r| !matches!(r.purpose, Purpose::Control { .. }));
+                let hold = self.enable_hold_request()?;
+                self.drop_queued_controls();
                 self.control =
                     Some(Control::Enable(EnableSeq { written: None, deadline: now_s + STEP_TIMEOUT_S }));
                 self.awaiting_control = None;
                 self.fresh_from = self.next_seq;
-                self.queue_status_read();
+                self.queue_sequence_status_read();
+                if let Some((request, held)) = hold {
+                    // Before the first step of the sequence: the drive must not jump to an old target.
+                    let at = self
+                        .queue
+                        .iter()
+                        .position(|r| matches!(r.purpose, Purpose::Read(ReadWhy { status: true, .. })))
+                        .unwrap_or(0);
+                    self.queue.insert(at, request);
+                    self.reported_mode = Some((ControlMode::Position, held));
+                    out.events.push(Event::Mode { mode: ControlMode::Position, setpoint: held });
+                }
             }
             Command::Disable => {
                 if self.map.role(Role::Controlword).is_none() {
@@ -2479,14 +2835,14 @@ impl Codec for ModbusCodec {
                 if self.map.role(Role::Controlword).is_none() {
                     return Err(needs_controlword());
                 }
-                self.queue.retain(|r| !matches!(r.purpose, Purpose::Control { .. }));
+                self.drop_queued_controls();
                 self.control = Some(Control::Reset(ResetSeq {
                     phase: ResetPhase::Check,
                     deadline: now_s + STEP_TIMEOUT_S,
                 }));
                 self.awaiting_control = None;
                 self.fresh_from = self.next_seq;
-                self.queue_status_read();
+                self.queue_sequence_status_read();
             }
             Command::SetMode(mode) => return self.set_mode(*mode, now_s, out),
             Command::SetSetpoint(mode, value) => return self.set_setpoint(*mode, *value, now_s, out),
@@ -2552,7 +2908,7 @@ impl Codec for ModbusCodec {
             };
         }
         match self.console_frame(text) {
-            Ok(frame) => self.frame_intent(&frame),
+            Ok(frame) => self.line_intent(&frame),
             Err(error) => RawIntent::Guarded(error),
         }
     }
@@ -2592,15 +2948,32 @@ impl Codec for ModbusCodec {
         Duration::from_millis(5)
     }
 
-    fn stop(&mut self, _now_s: f64, out: &mut CodecOut) {
+    /// Writes the disable word once, right away: the port closes after this returns, so the
+    /// codec cannot wait for the inter-frame gap. On a quiet bus (the usual case: requests are
+    /// a few ms apart) the gap is already there. Residual risk, reported in the log: within
+    /// t3.5 of the last frame, or while a reply is still due, the drive may join the write to
+    /// the previous frame or the reply may collide with it, and the write is then lost.
+    fn stop(&mut self, now_s: f64, out: &mut CodecOut) {
         self.queue.clear();
-        self.in_flight = None;
+        let reply_due = self.in_flight.take().is_some_and(|f| f.expect.is_some() && now_s < f.deadline);
         if self.config_error.is_some() {
             return;
         }
         if let Some(index) = self.map.role(Role::Controlword) {
             let address = self.map.entries[index].address;
-            out.tx.extend(self.frame_of(&Op::Write { start: address, values: vec![self.disable_word()] }));
+            let word = self.disable_word();
+            if reply_due || (self.started && now_s < self.quiet_until()) {
+                out.events.push(Event::Log(format!(
+                    "closing: the disable write (0x{word:04X}) went out {}; the drive may not have taken it: check \
+                     that it is disabled",
+                    if reply_due {
+                        "while a reply was still due"
+                    } else {
+                        "within the inter-frame gap"
+                    }
+                )));
+            }
+            out.tx.extend(self.frame_of(&Op::Write { start: address, values: vec![word] }));
         }
     }
 }
@@ -2721,7 +3094,7 @@ mod tests {
 
     #[test]
     fn console_request_vectors() {
-        let cases: [(u8, &str, &str); 10] = [
+        let cases: [(u8, &str, &str); 9] = [
             (1, "r 0 10", "01 03 00 00 00 0A C5 CD"),
             (1, "01 03 00 00 00 0a", "01 03 00 00 00 0A C5 CD"),
             (1, "0103 0000 000A C5CD", "01 03 00 00 00 0A C5 CD"),
@@ -2731,7 +3104,6 @@ mod tests {
             (1, "w 1 3", "01 06 00 01 00 03 98 0B"),
             (1, "w 1 0x000A 0x0102", "01 10 00 01 00 02 04 00 0A 01 02 92 30"),
             (1, "w 0 0x80", "01 06 00 00 00 80 88 6A"),
-            (1, "00 06 00 00 00 00", "00 06 00 00 00 00 88 1B"),
         ];
         for (unit, line, expected) in cases {
             let mut codec = quiet(unit, RegisterMap::preset());
@@ -2970,7 +3342,7 @@ mod tests {
             refusals,
             vec![
                 "enable: stuck in ready to switch on (statusword 0x0231) 1 s after switch on (0x0007); expected \
-                 switched on"
+                 switched on; writing 0x0006 (shutdown) so that the drive does not enable later by itself"
                     .to_owned()
             ]
         );
@@ -3114,7 +3486,15 @@ mod tests {
     fn broadcast_expects_no_reply() {
         let mut codec = quiet(1, RegisterMap::preset());
         let mut out = CodecOut::new();
+        // The console refuses broadcasts (checked against this drive's map, executed by all).
         codec.raw("00 06 00 00 00 00", 1.0, &mut out);
+        assert!(out.tx.is_empty());
+        assert!(refused(&out.events).iter().any(|t| t.contains("broadcast")), "{:?}", out.events);
+        codec
+            .queue
+            .push_back(Request::new(Op::Raw { frame: hex("00 06 00 00 00 00 88 1B") }, Purpose::Console));
+        codec.queue_refresh();
+        codec.pump(1.0, &mut out);
         assert_eq!(out.tx, hex("00 06 00 00 00 00 88 1B"));
         assert!(codec.in_flight.as_ref().is_some_and(|f| f.expect.is_none()));
         let out = poll(&mut codec, 1.05);
@@ -3180,12 +3560,14 @@ mod tests {
         assert_eq!(codec.raw_intent("w 0x20 500"), RawIntent::Param("velocity_kp".into(), 0.5));
         assert_eq!(codec.raw_intent("w current_limit 6"), RawIntent::Param("current_limit".into(), 6.0));
         assert_eq!(codec.raw_intent("01 06 00 23 0F A0"), RawIntent::Param("max_velocity".into(), 4000.0));
-        // Broadcast reaches this drive too.
-        assert_eq!(codec.raw_intent("00 06 00 23 0F A0"), RawIntent::Param("max_velocity".into(), 4000.0));
+        // Broadcast reaches every drive on the bus: refused.
+        assert!(
+            matches!(codec.raw_intent("00 06 00 23 0F A0"), RawIntent::Guarded(t) if t.contains("broadcast"))
+        );
         for (line, needle) in [
             ("w 0 15", "controlword"),
             ("01 06 00 00 00 0F", "controlword"),
-            ("00 06 00 00 00 00", "controlword"),
+            ("00 06 00 00 00 00", "broadcast"),
             ("w controlword 6", "controlword"),
             ("w 2 3", "mode of operation"),
             ("w 0x30 1", "0x0030 is not in the register map"),
@@ -3486,7 +3868,11 @@ mod tests {
         bench.run(0.2);
         assert_eq!(bench.frames[sent], hex("01 06 00 00 00 02 08 0B"), "quick stop goes out first");
         let zero = crc_hex("01 10 00 04 00 02 04 00 00 00 00");
-        assert!(bench.frames[sent + 1..sent + 4].contains(&zero), "then the target is zeroed");
+        assert!(
+            bench.frames[sent + 1..sent + 4].contains(&zero),
+            "then the target is zeroed: {:?}",
+            bench.frames[sent..sent + 5].iter().map(|f| hex_string(f)).collect::<Vec<_>>()
+        );
         let events = bench.take_events();
         assert_no_trouble(&events);
         assert!(events.contains(&Event::Status("CiA 402: quick stop active".into())), "{events:?}");
@@ -3621,6 +4007,309 @@ mod tests {
     }
 
     #[test]
+    fn console_line_with_a_hidden_write_is_refused_and_classified() {
+        let codec = quiet(1, RegisterMap::preset());
+        // A read followed by a write of 3000 ‰ to the torque target, on one line.
+        let line = "01 03 00 00 00 01 84 0A 01 06 00 0C 0B B8 4E 8B";
+        assert!(matches!(codec.raw_intent(line), RawIntent::Guarded(t) if t.contains("one whole frame")));
+        let mut codec = quiet(1, RegisterMap::preset());
+        let mut out = CodecOut::new();
+        codec.raw(line, 1.0, &mut out);
+        assert!(out.tx.is_empty(), "not sent");
+        assert!(!refused(&out.events).is_empty());
+        // A CRC-valid write hidden inside a frame that is harmless by itself is found too.
+        let inner = crc_hex("01 06 00 0C 00 64");
+        let mut outer = hex("01 2B 0D");
+        outer.extend_from_slice(&inner);
+        let outer = with_crc(outer);
+        assert_eq!(codec.frame_intent(&outer), RawIntent::Other, "harmless on its own");
+        let intent = codec.raw_intent(&hex_string(&outer));
+        assert!(
+            matches!(intent, RawIntent::Guarded(ref t) if t.contains("another whole frame")),
+            "{intent:?}"
+        );
+        // Each frame alone is classified as before.
+        assert_eq!(codec.raw_intent("01 03 00 00 00 01 84 0A"), RawIntent::Other);
+        assert_eq!(codec.raw_intent("01 06 00 0C 00 64"), RawIntent::Setpoint(ControlMode::Current, 0.5));
+        // Too short for its function code.
+        assert!(matches!(codec.raw_intent("01 06 00 0C 00"), RawIntent::Guarded(_)));
+    }
+
+    #[test]
+    fn console_refuses_broadcast_writes() {
+        let codec = quiet(1, RegisterMap::preset());
+        for line in ["00 06 00 23 0F A0", "00 06 00 0C 00 64", "00 03 00 00 00 01"] {
+            assert!(
+                matches!(codec.raw_intent(line), RawIntent::Guarded(ref t) if t.contains("broadcast")),
+                "{line}"
+            );
+        }
+        // Hidden inside another frame too (frame_intent on its own).
+        assert!(matches!(codec.frame_intent(&crc_hex("00 06 00 23 0F A0")), RawIntent::Guarded(_)));
+    }
+
+    /// A codec in speed mode, enabled, with the preset map.
+    fn enabled_speed_codec() -> ModbusCodec {
+        let mut codec = quiet(1, RegisterMap::preset());
+        codec.mode = Some(ControlMode::Speed);
+        codec.known.statusword = Some((0x0237, 0));
+        codec
+    }
+
+    fn queued_purposes(codec: &ModbusCodec) -> Vec<Purpose> {
+        codec.queue.iter().map(|r| r.purpose.clone()).collect()
+    }
+
+    #[test]
+    fn busy_retry_of_a_setpoint_is_dropped_after_a_stop() {
+        let mut codec = enabled_speed_codec();
+        command(&mut codec, Command::SetSetpoint(ControlMode::Speed, 3000.0), 1.0);
+        assert!(codec.in_flight.is_some());
+        let mut out = CodecOut::new();
+        codec.estop(1.001, &mut out);
+        let mut out = CodecOut::new();
+        codec.feed(&crc_hex("01 90 06"), 1.01, &mut out);
+        poll(&mut codec, 1.05);
+        assert!(
+            !queued_purposes(&codec).iter().any(|p| matches!(p, Purpose::Target { safe: false, .. })),
+            "{:?}",
+            queued_purposes(&codec)
+        );
+        assert_eq!(
+            codec.in_flight.as_ref().map(|f| f.req.purpose.clone()),
+            Some(Purpose::Control { value: 2, stop: true })
+        );
+    }
+
+    #[test]
+    fn timeout_retry_of_enable_operation_is_dropped_after_a_stop() {
+        let mut codec = enabled_speed_codec();
+        codec.known.statusword = Some((0x0233, 0));
+        codec.queue_control(CW_ENABLE_OPERATION, true);
+        let out = poll(&mut codec, 1.0);
+        assert_eq!(out.tx, crc_hex("01 06 00 00 00 0F"));
+        let mut out = CodecOut::new();
+        codec.estop(1.001, &mut out);
+        // No reply: the 0x000F write times out and is not sent again; the stop is.
+        let out = poll(&mut codec, 2.0);
+        assert_eq!(out.tx, hex("01 06 00 00 00 02 08 0B"));
+        assert!(
+            !codec
+                .queue
+                .iter()
+                .any(|r| r.purpose == Purpose::Control { value: CW_ENABLE_OPERATION, stop: false }),
+            "{:?}",
+            queued_purposes(&codec)
+        );
+    }
+
+    #[test]
+    fn enable_and_reset_keep_a_queued_stop_first() {
+        for cmd in [Command::Enable, Command::ResetFaults] {
+            let mut codec = enabled_speed_codec();
+            command(&mut codec, Command::ReadParam("velocity_kp".into()), 1.0);
+            let mut out = CodecOut::new();
+            codec.estop(1.001, &mut out);
+            command(&mut codec, cmd.clone(), 1.002);
+            let purposes = queued_purposes(&codec);
+            assert_eq!(
+                purposes.first(),
+                Some(&Purpose::Control { value: CW_QUICK_STOP, stop: true }),
+                "{cmd:?}"
+            );
+            let status =
+                purposes.iter().position(|p| matches!(p, Purpose::Read(ReadWhy { status: true, .. })));
+            assert!(status.is_some_and(|i| i > 0), "{cmd:?}: {purposes:?}");
+        }
+    }
+
+    #[test]
+    fn setpoints_round_toward_zero() {
+        let mut map = RegisterMap::preset();
+        map.rated_current_a = Some(3.0);
+        let codec = quiet(1, map);
+        let (words, held) = codec.encode_target(ControlMode::Current, 8.0).unwrap();
+        assert_eq!(words, vec![2666]);
+        assert!(held <= 8.0, "{held}");
+        let (words, held) = codec.encode_target(ControlMode::Current, -8.0).unwrap();
+        assert_eq!(words, vec![(-2666i16) as u16]);
+        assert!(held >= -8.0);
+        // Float noise next to a whole step still gives that step.
+        let (words, _) = codec.encode_target(ControlMode::Current, 0.3).unwrap();
+        assert_eq!(words, vec![100]);
+    }
+
+    #[test]
+    fn enable_timeout_writes_the_disable_word() {
+        let mut codec = enabled_speed_codec();
+        codec.known.statusword = Some((0x0233, 0));
+        codec.control = Some(Control::Enable(EnableSeq {
+            written: Some((CW_ENABLE_OPERATION, Cia::OperationEnabled)),
+            deadline: 1.0,
+        }));
+        let out = poll(&mut codec, 1.5);
+        assert!(refused(&out.events).iter().any(|t| t.contains("0x0006")), "{:?}", out.events);
+        assert_eq!(out.tx, hex("01 06 00 00 00 06 09 C8"));
+        assert!(matches!(codec.control, Some(Control::Stop(StopSeq { value: CW_SHUTDOWN, .. }))));
+    }
+
+    #[test]
+    fn only_off_states_confirm_a_stop_and_quick_stop_ends_in_disable_voltage() {
+        let mut codec = enabled_speed_codec();
+        let mut out = CodecOut::new();
+        codec.send_stop(false, true, 1.0, &mut out);
+        // A statusword that matches no CiA 402 state does not confirm.
+        codec.known.statusword = Some((0x0277, 10));
+        codec.advance_control(1.1, &mut out);
+        assert!(codec.control.is_some());
+        codec.known.statusword = Some((0x0231, 11));
+        codec.advance_control(1.2, &mut out);
+        assert!(codec.control.is_none(), "ready to switch on confirms");
+
+        let mut codec = enabled_speed_codec();
+        let mut out = CodecOut::new();
+        codec.send_stop(true, true, 1.0, &mut out);
+        codec.queue.clear();
+        codec.awaiting_control = None;
+        codec.known.statusword = Some((0x0217, 10));
+        codec.advance_control(1.1, &mut out);
+        assert!(codec.control.is_some(), "quick stop active does not confirm");
+        codec.check_control(1.5, &mut out);
+        assert!(!codec.queue.iter().any(|r| matches!(r.purpose, Purpose::Control { .. })));
+        codec.check_control(1.1 + QUICK_STOP_HOLD_S, &mut out);
+        assert_eq!(
+            codec.queue.front().map(|r| r.purpose.clone()),
+            Some(Purpose::Control { value: 0, stop: true })
+        );
+    }
+
+    #[test]
+    fn position_mode_holds_the_present_position_on_estop_and_enable() {
+        let mut codec = enabled_speed_codec();
+        codec.mode = Some(ControlMode::Position);
+        codec.known.position_rev = Some(2.5);
+        let mut out = CodecOut::new();
+        codec.send_stop(true, true, 1.0, &mut out);
+        assert!(
+            out.events.contains(&Event::Mode { mode: ControlMode::Position, setpoint: 2.5 }),
+            "{:?}",
+            out.events
+        );
+        assert!(matches!(
+            codec.queue.get(1).map(|r| &r.purpose),
+            Some(Purpose::Target { mode: ControlMode::Position, safe: true, .. })
+        ));
+
+        let mut codec = enabled_speed_codec();
+        codec.mode = Some(ControlMode::Position);
+        codec.known.statusword = Some((0x0250, 0));
+        codec.known.position_rev = Some(-1.25);
+        let out = command(&mut codec, Command::Enable, 1.0);
+        assert!(out.events.contains(&Event::Mode { mode: ControlMode::Position, setpoint: -1.25 }));
+        let position = codec.map.role(Role::TargetPosition).unwrap();
+        let address = codec.map.entries[position].address;
+        assert_eq!(
+            out.tx.get(1..4),
+            Some(&[0x10, (address >> 8) as u8, address as u8][..]),
+            "{}",
+            hex_string(&out.tx)
+        );
+        // Without a known position the enable is refused.
+        let mut codec = enabled_speed_codec();
+        codec.mode = Some(ControlMode::Position);
+        assert!(codec.command(&Command::Enable, 1.0, &mut CodecOut::new()).is_err());
+    }
+
+    /// The preset with a torque limit in ‰ of rated at a free address.
+    fn relative_limit_map(rated: Option<f64>) -> RegisterMap {
+        let mut map = RegisterMap::preset();
+        map.rated_current_a = rated;
+        map.entries.push(RegisterEntry {
+            name: "max_torque".into(),
+            address: 0x0040,
+            kind: RegType::U16,
+            access: Access::ReadWrite,
+            scale: 1.0,
+            unit: "‰".into(),
+            min: Some(0.0),
+            max: Some(3000.0),
+            ..RegisterEntry::default()
+        });
+        map
+    }
+
+    #[test]
+    fn relative_current_limits_are_offered_in_amperes_or_read_only() {
+        let mut codec = quiet(1, relative_limit_map(Some(3.0)));
+        let spec = codec.params().into_iter().find(|p| p.key == "max_torque").unwrap();
+        assert_eq!(spec.unit, "A");
+        assert!((spec.max - 9.0).abs() < 1e-9 && spec.min == 0.0, "{spec:?}");
+        assert!(!spec.read_only);
+        // 8 A of 3 A rated: 2666 ‰ (toward zero), reported back in A.
+        let out = command(&mut codec, Command::WriteParam("max_torque".into(), 8.0), 1.0);
+        assert_eq!(out.tx, crc_hex("01 06 00 40 0A 6A"));
+        assert_eq!(codec.raw_intent("01 06 00 40 0B B8"), RawIntent::Param("max_torque".into(), 9.0));
+
+        let mut codec = quiet(1, relative_limit_map(None));
+        let spec = codec.params().into_iter().find(|p| p.key == "max_torque").unwrap();
+        assert!(spec.read_only && spec.help.contains("rated_current_a"), "{spec:?}");
+        assert!(matches!(
+            codec.command(&Command::WriteParam("max_torque".into(), 100.0), 1.0, &mut CodecOut::new()),
+            Err(CodecError::ReadOnly(_))
+        ));
+        assert!(matches!(codec.raw_intent("01 06 00 40 0B B8"), RawIntent::Guarded(_)));
+    }
+
+    #[test]
+    fn role_reads_refused_with_exception_03_are_split() {
+        let mut codec = quiet(1, RegisterMap::preset());
+        let block = *codec.start_blocks.iter().find(|b| b.qty > 1).unwrap();
+        codec.queue.push_back(ModbusCodec::read_request(block, Purpose::read()));
+        let out = poll(&mut codec, 1.0);
+        assert_eq!(out.tx[1], 0x03);
+        let mut out = CodecOut::new();
+        codec.feed(&crc_hex("01 83 03"), 1.01, &mut out);
+        assert!(codec.queue.len() > 1, "{:?}", codec.queue);
+        assert!(codec.queue.iter().all(|r| matches!(r.op, Op::Read { qty, .. } if qty < block.qty)));
+        assert!(!codec.start_blocks.contains(&block), "later refreshes read them one by one too");
+        // The telemetry cycle too.
+        let mut codec = quiet(1, RegisterMap::preset());
+        let before = codec.cycle.len();
+        let index = codec.cycle.iter().position(|b| b.qty > 1).unwrap();
+        codec.cycle_pos = index;
+        let out = poll(&mut codec, 1.0);
+        assert!(!out.tx.is_empty());
+        codec.feed(&crc_hex("01 83 03"), 1.01, &mut CodecOut::new());
+        assert!(codec.cycle.len() > before);
+    }
+
+    #[test]
+    fn timeout_range_matches_the_configuration_check() {
+        let codec = ModbusCodec::new(1, RegisterMap::preset(), 19_200).with_timing(8.0, 2);
+        assert_eq!(codec.response_timeout_s, 8.0);
+        let codec = ModbusCodec::new(1, RegisterMap::preset(), 19_200).with_timing(20.0, 2);
+        assert_eq!(codec.response_timeout_s, MAX_RESPONSE_TIMEOUT_S);
+    }
+
+    #[test]
+    fn stop_reports_a_disable_sent_without_the_gap() {
+        let mut codec = quiet(1, RegisterMap::preset());
+        codec.queue_refresh();
+        poll(&mut codec, 1.0);
+        assert!(codec.in_flight.is_some());
+        let mut out = CodecOut::new();
+        codec.stop(1.001, &mut out);
+        assert_eq!(out.tx, crc_hex("01 06 00 00 00 00"));
+        assert!(out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("may not have taken"))));
+        // On a quiet bus: no warning.
+        let mut codec = quiet(1, RegisterMap::preset());
+        let mut out = CodecOut::new();
+        codec.stop(5.0, &mut out);
+        assert_eq!(out.tx, crc_hex("01 06 00 00 00 00"));
+        assert!(out.events.is_empty(), "{:?}", out.events);
+    }
+
+    #[test]
     fn stops_drop_queued_setpoints_and_are_resent_until_confirmed() {
         let mut codec = quiet(1, RegisterMap::preset());
         codec.mode = Some(ControlMode::Speed);
@@ -3634,7 +4323,7 @@ mod tests {
         let out = command(&mut codec, Command::Disable, 1.0);
         assert!(out.tx.is_empty());
         assert_eq!(codec.queue.len(), 1);
-        assert_eq!(codec.queue[0].purpose, Purpose::Control { value: 0x0007 });
+        assert_eq!(codec.queue[0].purpose, Purpose::Control { value: 0x0007, stop: true });
         let mut regs = [0u16; 0x24];
         // The drive ignores the controlword: still operation enabled.
         regs[1] = 0x0237;

@@ -379,7 +379,15 @@ impl RegisterEntry {
             None => value / self.scale,
         };
         let (raw_lo, raw_hi) = self.kind.raw_range();
-        let raw = if self.kind.is_integer() { raw.round() } else { raw };
+        // Toward zero, so that a value checked against a limit never grows past it on the way
+        // to the register (only float noise next to a whole step rounds to it).
+        let raw = if !self.kind.is_integer() {
+            raw
+        } else if (raw - raw.round()).abs() <= 1e-6 * raw.abs().max(1.0) {
+            raw.round()
+        } else {
+            raw.trunc()
+        };
         if !(raw_lo..=raw_hi).contains(&raw) {
             return Err(out_of_range());
         }

@@ -201,7 +201,14 @@ mod tests {
         let mut profile = MotionProfile::starting_at(start_rev, start_velocity);
         let mut peak_speed: f64 = 0.0;
         let mut peak_accel: f64 = 0.0;
-        for _ in 0..400_000 {
+        // Long enough for the slowest case: brake from the start speed, come back, travel the
+        // distance at the top speed, with the ramps in between (40 rev at 1 rev/s is 40 s).
+        let braking_rev = start_velocity * start_velocity / (2.0 * accel);
+        let horizon_s = ((target_rev - start_rev).abs() + 2.0 * braking_rev) / vmax
+            + 2.0 * (start_velocity.abs() + vmax) / accel
+            + 1.0;
+        let steps = (horizon_s / dt_s).ceil() as u64;
+        for _ in 0..steps {
             let before = profile.velocity_rev_s;
             profile.update(target_rev, vmax, accel, dt_s);
             peak_speed = peak_speed.max(profile.velocity_rev_s.abs());
@@ -242,6 +249,14 @@ mod tests {
         assert_eq!(profile.position_rev, 5.0);
         assert_eq!(profile.velocity_rev_s, 0.0);
         assert!(furthest <= 5.0, "overshoot to {furthest}");
+    }
+
+    #[test]
+    fn long_slow_move_arrives() {
+        // 29.5 rev at 1 rev/s: longer than a fixed 20 s horizon would allow.
+        let (profile, _, _) = run_profile(-10.396800795646922, 0.0, 19.06389777668923, 1.0, 50.0);
+        assert_eq!(profile.position_rev, 19.06389777668923);
+        assert_eq!(profile.velocity_rev_s, 0.0);
     }
 
     proptest! {
