@@ -363,6 +363,37 @@ impl LineSplitter {
     }
 }
 
+/// Bounds log lines caused by a drive (stray lines, timeouts, bad checksums) to a few per
+/// second, so that a babbling link cannot flood the connection log; the number held back is
+/// reported when the next second starts.
+#[derive(Debug, Clone, Default)]
+pub struct LogLimiter {
+    window_start_s: f64,
+    in_window: u32,
+    suppressed: u32,
+}
+
+impl LogLimiter {
+    const PER_SECOND: u32 = 5;
+
+    pub fn log(&mut self, now_s: f64, text: String, out: &mut CodecOut) {
+        if now_s - self.window_start_s >= 1.0 || now_s < self.window_start_s {
+            if self.suppressed > 0 {
+                out.events.push(Event::Log(format!("({} similar messages suppressed)", self.suppressed)));
+            }
+            self.window_start_s = now_s;
+            self.in_window = 0;
+            self.suppressed = 0;
+        }
+        if self.in_window < Self::PER_SECOND {
+            self.in_window += 1;
+            out.events.push(Event::Log(text));
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
 pub const RAD_S_PER_RPM: f64 = std::f64::consts::TAU / 60.0;
 pub const RPM_PER_RAD_S: f64 = 60.0 / std::f64::consts::TAU;
 

@@ -58,7 +58,7 @@ use crc::{CRC_16_MODBUS, Crc};
 
 use crate::drive::{Command, ControlMode, DriveState, Event, ParamSpec, Sample, SignalSpec};
 use crate::protocol::modbus_map::{Block, MAX_READ_QTY, MAX_WRITE_QTY, RegisterMap, Role, Table};
-use crate::protocol::{Codec, CodecError, CodecOut, RawIntent, format_decimal};
+use crate::protocol::{Codec, CodecError, CodecOut, LogLimiter, RawIntent, format_decimal};
 
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_MODBUS);
 
@@ -555,35 +555,6 @@ struct Known {
     /// Canonical units (A, rpm, rev).
     targets: [Option<f64>; 3],
     position_rev: Option<f64>,
-}
-
-/// Bounds log lines caused by the drive to a few per second.
-#[derive(Debug, Clone, Default)]
-struct LogLimiter {
-    window_start_s: f64,
-    in_window: u32,
-    suppressed: u32,
-}
-
-impl LogLimiter {
-    const PER_SECOND: u32 = 5;
-
-    fn log(&mut self, now_s: f64, text: String, out: &mut CodecOut) {
-        if now_s - self.window_start_s >= 1.0 || now_s < self.window_start_s {
-            if self.suppressed > 0 {
-                out.events.push(Event::Log(format!("({} similar messages suppressed)", self.suppressed)));
-            }
-            self.window_start_s = now_s;
-            self.in_window = 0;
-            self.suppressed = 0;
-        }
-        if self.in_window < Self::PER_SECOND {
-            self.in_window += 1;
-            out.events.push(Event::Log(text));
-        } else {
-            self.suppressed += 1;
-        }
-    }
 }
 
 /// Host side of Modbus RTU for one drive.

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use crate::drive::{Command, ControlMode, DriveState, Event, ParamSpec, Sample, SignalSpec};
-use crate::protocol::{Codec, CodecError, CodecOut, RawIntent, format_decimal};
+use crate::protocol::{Codec, CodecError, CodecOut, LogLimiter, RawIntent, format_decimal};
 
 /// How long a request waits for its reply before the codec reports it and moves on.
 const REPLY_TIMEOUT_S: f64 = 0.25;
@@ -641,36 +641,6 @@ impl ReplyAssembler {
             return None;
         }
         Some(self.take())
-    }
-}
-
-/// Bounds log lines caused by the drive (stray lines, timeouts, bad checksums) to a few per
-/// second, so that a babbling link cannot flood the connection log.
-#[derive(Debug, Clone, Default)]
-struct LogLimiter {
-    window_start_s: f64,
-    in_window: u32,
-    suppressed: u32,
-}
-
-impl LogLimiter {
-    const PER_SECOND: u32 = 5;
-
-    fn log(&mut self, now_s: f64, text: String, out: &mut CodecOut) {
-        if now_s - self.window_start_s >= 1.0 || now_s < self.window_start_s {
-            if self.suppressed > 0 {
-                out.events.push(Event::Log(format!("({} similar messages suppressed)", self.suppressed)));
-            }
-            self.window_start_s = now_s;
-            self.in_window = 0;
-            self.suppressed = 0;
-        }
-        if self.in_window < Self::PER_SECOND {
-            self.in_window += 1;
-            out.events.push(Event::Log(text));
-        } else {
-            self.suppressed += 1;
-        }
     }
 }
 

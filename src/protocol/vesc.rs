@@ -37,7 +37,7 @@
 //! `position_rev` is the PID position (0–360°) over 360, a single-turn angle.
 
 use crate::drive::{Command, ControlMode, DriveState, Event, ParamSpec, Sample, SignalSpec};
-use crate::protocol::{Codec, CodecError, CodecOut, RawIntent};
+use crate::protocol::{Codec, CodecError, CodecOut, LogLimiter, RawIntent};
 
 /// CRC-16/XMODEM (poly 0x1021, init 0, no reflection), the firmware's `crc16`.
 pub const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
@@ -712,35 +712,6 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     Ok(bytes)
-}
-
-/// Bounds log lines caused by the drive (timeouts, stray packets, prints) to a few per second.
-#[derive(Debug, Clone, Default)]
-struct LogLimiter {
-    window_start_s: f64,
-    in_window: u32,
-    suppressed: u32,
-}
-
-impl LogLimiter {
-    const PER_SECOND: u32 = 5;
-
-    fn log(&mut self, now_s: f64, text: String, out: &mut CodecOut) {
-        if now_s - self.window_start_s >= 1.0 || now_s < self.window_start_s {
-            if self.suppressed > 0 {
-                out.events.push(Event::Log(format!("({} similar messages suppressed)", self.suppressed)));
-            }
-            self.window_start_s = now_s;
-            self.in_window = 0;
-            self.suppressed = 0;
-        }
-        if self.in_window < Self::PER_SECOND {
-            self.in_window += 1;
-            out.events.push(Event::Log(text));
-        } else {
-            self.suppressed += 1;
-        }
-    }
 }
 
 /// The request waiting for its reply.
