@@ -80,6 +80,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The last second of a recorded speed step holds at least `min_samples` speeds, settled
+/// near 600 rpm.
+fn assert_settled_near_600(speeds: Vec<f64>, min_samples: usize) {
+    assert!(speeds.len() >= min_samples, "{} samples in the last second", speeds.len());
+    let m = median(speeds);
+    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+}
+
 fn record_speed_step(protocol: &str, spec_extra: &str) -> Vec<f64> {
     let emu = Emulator::start(protocol, &["--rate", "200"]);
     let dir = tempfile::tempdir().unwrap();
@@ -105,27 +113,18 @@ fn record_speed_step(protocol: &str, spec_extra: &str) -> Vec<f64> {
 
 #[test]
 fn plotter_telemetry_is_recorded() {
-    let speeds = record_speed_step("plotter", "");
     // The sketch holds 600 rpm by itself; 200 lines/s for the last second.
-    assert!(speeds.len() >= 100, "{} samples in the last second", speeds.len());
-    let m = median(speeds);
-    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+    assert_settled_near_600(record_speed_step("plotter", ""), 100);
 }
 
 #[test]
 fn simplefoc_speed_step_settles() {
-    let speeds = record_speed_step("simplefoc", ",motor=M");
-    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
-    let m = median(speeds);
-    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+    assert_settled_near_600(record_speed_step("simplefoc", ",motor=M"), 20);
 }
 
 #[test]
 fn vesc_speed_step_settles() {
-    let speeds = record_speed_step("vesc", ",pole_pairs=7");
-    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
-    let m = median(speeds);
-    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+    assert_settled_near_600(record_speed_step("vesc", ",pole_pairs=7"), 20);
 }
 
 /// A host killed outright sends nothing more: the VESC's own 1 s timeout releases the motor.
@@ -171,10 +170,7 @@ fn vesc_releases_the_motor_when_the_host_dies() {
 
 #[test]
 fn modbus_speed_step_settles() {
-    let speeds = record_speed_step("modbus", "@19200,unit=1");
-    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
-    let m = median(speeds);
-    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+    assert_settled_near_600(record_speed_step("modbus", "@19200,unit=1"), 20);
 }
 
 #[test]
@@ -202,10 +198,7 @@ fn modbus_gain_round_trips_and_out_of_range_is_refused_before_sending() {
 
 #[test]
 fn odrive_speed_step_settles() {
-    let speeds = record_speed_step("odrive", ",axis=0");
-    assert!(speeds.len() >= 20, "{} samples in the last second", speeds.len());
-    let m = median(speeds);
-    assert!((m - 600.0).abs() < 30.0, "median speed {m}");
+    assert_settled_near_600(record_speed_step("odrive", ",axis=0"), 20);
 }
 
 /// `params --set KEY=V --get KEY` prints the value the drive now holds.
@@ -309,15 +302,22 @@ mod in_process {
         }
     }
 
-    fn emulate(protocol: &Protocol) -> (String, Running) {
+    /// An emulator thread: its device path, its fault trigger, and the handle that stops it.
+    fn emulate_with_fault(protocol: &Protocol) -> (String, Arc<AtomicBool>, Running) {
         let mut emu = Emulator::new(protocol, 200.0, &SimConfig::default()).expect("emulator");
         let path = emu.path().to_owned();
+        let fault = emu.fault_request();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let _ = emu.run(&flag);
         });
-        (path, Running { stop, thread: Some(thread) })
+        (path, fault, Running { stop, thread: Some(thread) })
+    }
+
+    fn emulate(protocol: &Protocol) -> (String, Running) {
+        let (path, _, running) = emulate_with_fault(protocol);
+        (path, running)
     }
 
     fn bench_for(path: &str, protocol: Protocol) -> Bench {
@@ -427,15 +427,7 @@ mod in_process {
     #[test]
     fn modbus_fault_shows_its_code_and_resets() {
         let protocol = Protocol::modbus(1);
-        let mut emu = Emulator::new(&protocol, 200.0, &SimConfig::default()).expect("emulator");
-        let path = emu.path().to_owned();
-        let fault = emu.fault_request();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let _ = emu.run(&flag);
-        });
-        let _running = Running { stop, thread: Some(thread) };
+        let (path, fault, _running) = emulate_with_fault(&protocol);
         let mut bench = bench_for(&path, protocol);
         pump_until(&mut bench, "connected", |d| d.state == DriveState::Idle && d.status.is_some());
         bench.drives[0].send(Command::Enable).unwrap();
@@ -461,15 +453,7 @@ mod in_process {
     #[test]
     fn vesc_fault_is_named_and_reset() {
         let protocol = Protocol::Vesc { pole_pairs: 7 };
-        let mut emu = Emulator::new(&protocol, 200.0, &SimConfig::default()).expect("emulator");
-        let path = emu.path().to_owned();
-        let fault = emu.fault_request();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let _ = emu.run(&flag);
-        });
-        let _running = Running { stop, thread: Some(thread) };
+        let (path, fault, _running) = emulate_with_fault(&protocol);
         let mut bench = bench_for(&path, protocol);
         pump_until(&mut bench, "connected", |d| d.state == DriveState::Idle && d.identity.is_some());
         assert!(bench.drives[0].identity.as_deref().unwrap_or("").contains("VESC"));

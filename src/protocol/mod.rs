@@ -52,11 +52,11 @@ pub enum Protocol {
 }
 
 fn default_modbus_timeout_s() -> f64 {
-    0.2
+    modbus::DEFAULT_RESPONSE_TIMEOUT_S
 }
 
 fn default_modbus_retries() -> u32 {
-    2
+    modbus::DEFAULT_RETRIES
 }
 
 impl Default for Protocol {
@@ -179,9 +179,10 @@ impl Protocol {
                 if !(1..=247).contains(unit) {
                     return Err(format!("Modbus unit address must be 1 to 247, not {unit}"));
                 }
-                if !(response_timeout_s.is_finite() && (0.01..=10.0).contains(response_timeout_s)) {
+                let (min, max) = (modbus::MIN_RESPONSE_TIMEOUT_S, modbus::MAX_RESPONSE_TIMEOUT_S);
+                if !(response_timeout_s.is_finite() && (min..=max).contains(response_timeout_s)) {
                     return Err(format!(
-                        "Modbus response timeout must be 0.01 to 10 s, not {response_timeout_s}"
+                        "Modbus response timeout must be {min} to {max} s, not {response_timeout_s}"
                     ));
                 }
                 if *retries > 10 {
