@@ -3,6 +3,8 @@
 //! before it is queued for the drive.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use crossbeam_channel::TryRecvError;
@@ -10,13 +12,12 @@ use thiserror::Error;
 
 use crate::backend;
 use crate::console::Console;
-use crate::drive::{Command, ControlMode, DriveState, Event, LimitError, ParamSpec, Sample, SignalSpec};
+use crate::drive::{Command, ControlMode, DriveState, Event, LimitError, ParamSpec, SignalSpec};
 use crate::project::{Connection, DriveConfig, Project};
-use crate::telemetry::Series;
-use crate::worker::{Clock, RepaintFn, SendError, Worker};
-
-/// Receives every batch of samples with its drive's name and signal list (the recorder).
-pub type SampleSink<'a> = dyn FnMut(&str, &[SignalSpec], &[Sample]) + 'a;
+use crate::telemetry::{
+    DriveTelemetry, RecordError, RecordHub, RecordSummary, RecordedDrive, Recording, SharedTelemetry,
+};
+use crate::worker::{Clock, RepaintFn, SampleTap, SendError, Worker};
 
 /// Messages kept per drive for the UI.
 const MESSAGE_HISTORY: usize = 100;
@@ -34,27 +35,6 @@ pub enum CommandError {
     Envelope(String),
 }
 
-/// Samples per second of a drive, measured on the sample timestamps.
-#[derive(Debug, Clone, Default)]
-pub struct RateMeter {
-    window_start_s: Option<f64>,
-    count: u64,
-    pub rate_hz: f64,
-}
-
-impl RateMeter {
-    fn tick(&mut self, t_s: f64) {
-        let start = *self.window_start_s.get_or_insert(t_s);
-        self.count += 1;
-        let span = t_s - start;
-        if span >= 1.0 {
-            self.rate_hz = (self.count - 1) as f64 / span;
-            self.window_start_s = Some(t_s);
-            self.count = 1;
-        }
-    }
-}
-
 /// One drive on the running bench.
 pub struct DriveRuntime {
     /// Stable within the session (egui ids, selection).
@@ -62,9 +42,13 @@ pub struct DriveRuntime {
     pub config: DriveConfig,
     worker: Option<Worker>,
     pub state: DriveState,
+    /// The signals as the drive announced them (the store holds one series per signal).
     pub signals: Vec<SignalSpec>,
-    /// One store per signal, parallel to `signals`.
-    pub series: Vec<Series>,
+    /// Every sample since the drive connected (up to the history capacity), filled by the
+    /// worker thread itself.
+    telemetry: SharedTelemetry,
+    /// Set for a drive shown from a recording file: no worker, never commanded.
+    pub recorded_from: Option<PathBuf>,
     pub catalogue: Vec<ParamSpec>,
     /// Latest values read back from the drive.
     pub values: BTreeMap<String, f64>,
@@ -72,7 +56,6 @@ pub struct DriveRuntime {
     pub setpoint: f64,
     /// Samples lost between the worker and this store.
     pub dropped: u64,
-    pub rate: RateMeter,
     /// Refusals, failures and log lines, newest last, with session time.
     pub messages: VecDeque<(f64, String)>,
     /// Traffic on a serial drive's link.
@@ -81,12 +64,12 @@ pub struct DriveRuntime {
     pub identity: Option<String>,
     /// The protocol's own state text (CiA 402 state, VESC status bits).
     pub status: Option<String>,
-    capacity: usize,
+    hub: Arc<RecordHub>,
     clock: Clock,
 }
 
 impl DriveRuntime {
-    fn new(id: u64, config: DriveConfig, capacity: usize, clock: Clock) -> Self {
+    fn new(id: u64, config: DriveConfig, capacity: usize, clock: Clock, hub: Arc<RecordHub>) -> Self {
         DriveRuntime {
             id,
             mode: config.mode,
@@ -94,19 +77,35 @@ impl DriveRuntime {
             worker: None,
             state: DriveState::Disconnected,
             signals: Vec::new(),
-            series: Vec::new(),
+            telemetry: SharedTelemetry::new(capacity),
+            recorded_from: None,
             catalogue: Vec::new(),
             values: BTreeMap::new(),
             setpoint: 0.0,
             dropped: 0,
-            rate: RateMeter::default(),
             messages: VecDeque::new(),
             console: Console::new(),
             identity: None,
             status: None,
-            capacity,
+            hub,
             clock,
         }
+    }
+
+    /// The drive's telemetry store, locked: hold it only for the queries at hand (the
+    /// worker waits for it to append).
+    pub fn telemetry(&self) -> MutexGuard<'_, DriveTelemetry> {
+        self.telemetry.lock()
+    }
+
+    /// Frames per second, measured on the sample times.
+    pub fn rate_hz(&self) -> f64 {
+        self.telemetry().rate.rate_hz
+    }
+
+    /// True for a drive shown from a recording.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded_from.is_some()
     }
 
     /// True for drives on a serial link (they have a console).
@@ -133,11 +132,6 @@ impl DriveRuntime {
     }
 
     /// The store of a signal by name.
-    pub fn series(&self, signal: &str) -> Option<&Series> {
-        let i = self.signals.iter().position(|s| s.name == signal)?;
-        self.series.get(i)
-    }
-
     pub fn signal_unit(&self, signal: &str) -> Option<&str> {
         self.signals.iter().find(|s| s.name == signal).map(|s| s.unit.as_str())
     }
@@ -153,9 +147,13 @@ impl DriveRuntime {
     /// Starts the worker and connects.
     pub fn connect(&mut self, repaint: Option<RepaintFn>) {
         let clock = self.clock;
+        if self.is_recorded() {
+            return;
+        }
         if self.worker.is_none() {
             let backend = backend::for_drive(&self.config, clock);
-            self.worker = Some(Worker::spawn(&self.config.name, backend, clock, repaint));
+            let tap = SampleTap { drive_id: self.id, store: self.telemetry.clone(), hub: self.hub.clone() };
+            self.worker = Some(Worker::spawn(&self.config.name, backend, clock, repaint, Some(tap)));
         }
         if let Some(w) = &self.worker
             && let Err(e) = w.send(Command::Connect)
@@ -230,9 +228,9 @@ impl DriveRuntime {
         self.messages.push_back((t_s, text));
     }
 
-    /// Drains this drive's events until `deadline`. Samples go into the store and to `sink`
-    /// (the recorder). Returns false if it stopped because of the deadline.
-    pub fn pump(&mut self, deadline: Instant, now_s: f64, sink: &mut SampleSink<'_>) -> bool {
+    /// Drains this drive's events until `deadline` (samples went into the store on the
+    /// worker thread already). Returns false if it stopped because of the deadline.
+    pub fn pump(&mut self, deadline: Instant, now_s: f64) -> bool {
         loop {
             let Some(worker) = &self.worker else { return true };
             let ev = match worker.events().try_recv() {
@@ -246,14 +244,14 @@ impl DriveRuntime {
                     return true;
                 }
             };
-            self.apply(ev, now_s, sink);
+            self.apply(ev, now_s);
             if Instant::now() >= deadline {
                 return false;
             }
         }
     }
 
-    fn apply(&mut self, ev: Event, now_s: f64, sink: &mut SampleSink<'_>) {
+    fn apply(&mut self, ev: Event, now_s: f64) {
         match ev {
             Event::State(state) => {
                 if let DriveState::Fault(text) = &state {
@@ -264,29 +262,14 @@ impl DriveRuntime {
                 }
                 self.state = state;
             }
-            Event::Signals(signals) => {
-                if signals.starts_with(&self.signals) {
-                    // The list grew (a new Serial Plotter label): keep what is stored.
-                    for _ in self.signals.len()..signals.len() {
-                        self.series.push(Series::new(self.capacity));
-                    }
-                    self.signals = signals;
-                } else if signals != self.signals {
-                    self.series = signals.iter().map(|_| Series::new(self.capacity)).collect();
-                    self.signals = signals;
-                }
-            }
+            // The worker updated the store itself (a grown list keeps its history).
+            Event::Signals(signals) => self.signals = signals,
             Event::Params(catalogue) => self.catalogue = catalogue,
+            // Workers started by the bench put samples into the store themselves; this is
+            // only reached by a worker without a tap.
             Event::Samples(samples) => {
-                for s in &samples {
-                    if let Some(series) = self.series.get_mut(s.signal as usize) {
-                        series.push(s.t_s, s.value);
-                    }
-                    if s.signal == 0 {
-                        self.rate.tick(s.t_s);
-                    }
-                }
-                sink(&self.config.name, &self.signals, &samples);
+                self.telemetry().push(&samples);
+                self.hub.offer(self.id, &samples);
             }
             Event::ParamValue { key, value } => {
                 self.enforce_envelope(&key, value, now_s);
@@ -384,6 +367,8 @@ pub struct Bench {
     capacity: usize,
     repaint: Option<RepaintFn>,
     pump_start: usize,
+    hub: Arc<RecordHub>,
+    recording: Option<Recording>,
 }
 
 impl Bench {
@@ -396,6 +381,8 @@ impl Bench {
             capacity: project.history.samples_per_signal,
             repaint,
             pump_start: 0,
+            hub: RecordHub::new(),
+            recording: None,
         };
         for d in &project.drives {
             bench.add(d.clone());
@@ -405,7 +392,13 @@ impl Bench {
 
     /// Adds a drive (not connected) and returns its index.
     pub fn add(&mut self, config: DriveConfig) -> usize {
-        self.drives.push(DriveRuntime::new(self.next_id, config, self.capacity, self.clock));
+        self.drives.push(DriveRuntime::new(
+            self.next_id,
+            config,
+            self.capacity,
+            self.clock,
+            self.hub.clone(),
+        ));
         self.next_id += 1;
         self.drives.len() - 1
     }
@@ -459,7 +452,7 @@ impl Bench {
     }
 
     /// Drains every drive's events within the time budget; true if all queues were emptied.
-    pub fn pump(&mut self, budget: std::time::Duration, sink: &mut SampleSink<'_>) -> bool {
+    pub fn pump(&mut self, budget: std::time::Duration) -> bool {
         let deadline = Instant::now() + budget;
         let now_s = self.clock.now_s();
         let mut done = true;
@@ -469,19 +462,61 @@ impl Bench {
         self.pump_start = if n == 0 { 0 } else { (self.pump_start + 1) % n };
         for k in 0..n {
             let i = (self.pump_start + k) % n;
-            done &= self.drives[i].pump(deadline, now_s, sink);
+            done &= self.drives[i].pump(deadline, now_s);
         }
         done
     }
 
     /// The project as it stands now: the given layout plus every drive's current configuration.
     pub fn to_project(&self, base: &Project) -> Project {
-        Project { drives: self.drives.iter().map(|d| d.config.clone()).collect(), ..base.clone() }
+        let live = self.drives.iter().filter(|d| !d.is_recorded());
+        Project { drives: live.map(|d| d.config.clone()).collect(), ..base.clone() }
     }
 
     /// Heap bytes held by every telemetry store.
     pub fn memory_bytes(&self) -> usize {
-        self.drives.iter().flat_map(|d| d.series.iter()).map(Series::memory_bytes).sum()
+        self.drives.iter().map(|d| d.telemetry().memory_bytes()).sum()
+    }
+
+    /// Starts recording every sample of every live drive to `path` (CSV, the layout of
+    /// `drivebench record`). The columns are the drives' signals as announced now.
+    pub fn start_recording(&mut self, path: &Path) -> Result<(), RecordError> {
+        if self.recording.is_some() {
+            return Err(RecordError::AlreadyRecording);
+        }
+        let drives = self
+            .drives
+            .iter()
+            .filter(|d| !d.is_recorded())
+            .map(|d| RecordedDrive {
+                id: d.id,
+                name: d.config.name.clone(),
+                signals: d.telemetry().signals().to_vec(),
+            })
+            .collect();
+        self.recording = Some(Recording::start(&self.hub, path, drives)?);
+        Ok(())
+    }
+
+    /// Ends the recording: everything received is written and the file closed.
+    pub fn stop_recording(&mut self) -> Option<Result<RecordSummary, RecordError>> {
+        self.recording.take().map(Recording::stop)
+    }
+
+    pub fn recording(&self) -> Option<&Recording> {
+        self.recording.as_ref()
+    }
+
+    /// Adds a drive shown from a recording file: its samples, no worker.
+    pub fn add_recorded(&mut self, name: String, path: &Path, telemetry: DriveTelemetry) -> usize {
+        let config = DriveConfig { name, ..DriveConfig::default() };
+        let mut d = DriveRuntime::new(self.next_id, config, self.capacity, self.clock, self.hub.clone());
+        d.signals = telemetry.signals().to_vec();
+        d.telemetry = SharedTelemetry::from(telemetry);
+        d.recorded_from = Some(path.to_owned());
+        self.drives.push(d);
+        self.next_id += 1;
+        self.drives.len() - 1
     }
 }
 
@@ -493,7 +528,7 @@ mod tests {
     fn pump_until(bench: &mut Bench, what: &str, mut pred: impl FnMut(&Bench) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            bench.pump(Duration::from_millis(5), &mut |_, _, _| {});
+            bench.pump(Duration::from_millis(5));
             if pred(bench) {
                 return;
             }
@@ -508,6 +543,51 @@ mod tests {
         bench.connect(0);
         pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
         bench
+    }
+
+    #[test]
+    fn history_and_recording_keep_every_sample_while_nobody_pumps_events() {
+        // A minimised or frozen UI stops pumping events: the stores and the recording must
+        // still get every frame, straight from the workers.
+        let mut bench = Bench::new(&Project::demo(), None);
+        bench.connect_all();
+        pump_until(&mut bench, "connect", |b| b.drives.iter().all(|d| d.state == DriveState::Idle));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.csv");
+        bench.start_recording(&path).unwrap();
+        assert!(matches!(bench.start_recording(&path), Err(RecordError::AlreadyRecording)));
+        let before: Vec<u64> =
+            bench.drives.iter().map(|d| d.telemetry().series("speed_rpm").unwrap().total_pushed()).collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        for (d, before) in bench.drives.iter().zip(&before) {
+            let now = d.telemetry().series("speed_rpm").unwrap().total_pushed();
+            assert!(now - before > 1000, "{}: {before} -> {now} frames without any pump", d.name());
+        }
+        let summary = bench.stop_recording().unwrap().unwrap();
+        assert_eq!(summary.lost, 0);
+        assert!(bench.recording().is_none());
+        // Every 1 kHz frame of each drive is a row: consecutive times 1 ms apart, no gap.
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let cols = [col("left.speed_rpm"), col("right.speed_rpm")];
+        let mut times: [Vec<f64>; 2] = Default::default();
+        for row in reader.records() {
+            let row = row.unwrap();
+            let t: f64 = row[0].parse().unwrap();
+            for (k, &c) in cols.iter().enumerate() {
+                if !row[c].is_empty() {
+                    times[k].push(t);
+                }
+            }
+        }
+        for (k, t) in times.iter().enumerate() {
+            assert!(t.len() > 1400, "drive {k}: {} rows", t.len());
+            assert_eq!(summary.rows_per_drive[k].1, t.len() as u64);
+            for w in t.windows(2) {
+                assert!((w[1] - w[0] - 1e-3).abs() < 2e-6, "drive {k}: a gap between {} and {}", w[0], w[1]);
+            }
+        }
     }
 
     #[test]
@@ -570,7 +650,11 @@ mod tests {
         d.send(Command::SetSetpoint(ControlMode::Speed, 3000.0)).unwrap();
         pump_until(&mut bench, "running", |b| {
             b.drives[0].state == DriveState::Enabled
-                && b.drives[0].series("speed_rpm").and_then(|s| s.last()).is_some_and(|(_, v)| v > 2000.0)
+                && b.drives[0]
+                    .telemetry()
+                    .series("speed_rpm")
+                    .and_then(|s| s.last())
+                    .is_some_and(|(_, v)| v > 2000.0)
         });
         bench.estop_all();
         assert_eq!(bench.drives[0].setpoint, 0.0, "the local setpoint follows at once");
@@ -589,7 +673,7 @@ mod tests {
         bench.connect(0);
         pump_until(&mut bench, "param restore", |b| b.drives[0].values.get("speed_kp") == Some(&0.0123));
         // The drive's old value, read on connect, must not replace the project's own.
-        bench.pump(Duration::from_millis(50), &mut |_, _, _| {});
+        bench.pump(Duration::from_millis(50));
         assert_eq!(bench.to_project(&project).drives[0].params.get("speed_kp"), Some(&0.0123));
         bench.drives[0].send(Command::WriteParam("speed_ki".into(), 0.1)).unwrap();
         pump_until(&mut bench, "param write", |b| b.drives[0].config.params.get("speed_ki") == Some(&0.1));

@@ -2,16 +2,15 @@
 //! the GUI, recording every sample to CSV.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use crate::bench::{Bench, CommandError, DriveRuntime};
-use crate::drive::{Command, ControlMode, DriveState, Sample, SignalSpec, format_significant};
+use crate::drive::{Command, ControlMode, DriveState, format_significant};
 use crate::project::Project;
-use crate::telemetry::{CsvRecorder, RecordError};
+use crate::telemetry::RecordError;
 
 /// How long drives may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +56,7 @@ pub struct DriveSummary {
 }
 
 /// Runs the bench for `opts.seconds`, writes the CSV, disables every drive before returning.
+/// Samples are written by the same recorder thread as the GUI's Record button.
 pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummary>, HeadlessError> {
     if project.drives.is_empty() {
         return Err(HeadlessError::NoDrives);
@@ -74,17 +74,14 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             })?;
         }
     }
-    let file = File::create(&opts.csv)
-        .map_err(|source| HeadlessError::CreateCsv { path: opts.csv.clone(), source })?;
+    // Fail on an unwritable path before connecting anything.
+    File::create(&opts.csv).map_err(|source| HeadlessError::CreateCsv { path: opts.csv.clone(), source })?;
 
     let mut bench = Bench::new(project, None);
     bench.connect_all();
-    let mut early: Vec<(String, Vec<Sample>)> = Vec::new();
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
-        bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
-            early.push((name.to_owned(), s.to_vec()));
-        });
+        bench.pump(Duration::from_millis(20));
         // Connected, announced, and any drive-side limit above the project envelope lowered.
         if bench
             .drives
@@ -118,52 +115,36 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
         std::thread::sleep(Duration::from_millis(2));
     }
 
-    let columns: Vec<(String, Vec<SignalSpec>)> =
-        bench.drives.iter().map(|d| (d.name().to_owned(), d.signals.clone())).collect();
-    let mut recorder = CsvRecorder::new(BufWriter::new(file), &columns);
-    let mut write_error: Option<RecordError> = None;
-    for (name, samples) in early.drain(..) {
-        if let Err(e) = recorder.add(&name, &samples) {
-            write_error.get_or_insert(e);
-        }
-    }
-
-    let result = run_steps(&mut bench, opts, &mut recorder, &mut write_error);
-    // Whatever happened: disable every drive, collect what is still in flight, close the file.
+    bench.start_recording(&opts.csv)?;
+    let result = run_steps(&mut bench, opts);
+    // Whatever happened: disable every drive, let what is in flight arrive, close the file.
     bench.disable_all();
     let settle = Instant::now() + Duration::from_millis(100);
     while Instant::now() < settle {
-        bench.pump(Duration::from_millis(10), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
-            if let Err(e) = recorder.add(name, s) {
-                write_error.get_or_insert(e);
-            }
-        });
+        bench.pump(Duration::from_millis(10));
         std::thread::sleep(Duration::from_millis(5));
     }
-    if let Err(e) = recorder.write_all() {
-        write_error.get_or_insert(e);
-    }
-    let late_rows = recorder.late_rows();
+    let recorded = bench.stop_recording().unwrap_or(Err(RecordError::Stopped));
+    let rows = |name: &str| -> u64 {
+        let Ok(r) = &recorded else { return 0 };
+        r.rows_per_drive.iter().find(|(n, _)| n == name).map_or(0, |(_, rows)| *rows)
+    };
     let summaries: Vec<DriveSummary> = bench
         .drives
         .iter()
         .map(|d| DriveSummary {
             name: d.name().to_owned(),
-            rows: recorder.rows_of(d.name()).unwrap_or(0),
+            rows: rows(d.name()),
             dropped: d.dropped,
             state: d.state.clone(),
         })
         .collect();
-    let finished = recorder.finish();
     for d in &mut bench.drives {
         d.disconnect();
     }
     result?;
-    finished?;
-    if let Some(e) = write_error {
-        return Err(e.into());
-    }
-    let problems: Vec<String> = summaries
+    let recorded = recorded?;
+    let mut problems: Vec<String> = summaries
         .iter()
         .filter_map(|s| match &s.state {
             DriveState::Fault(t) => Some(format!("drive `{}` faulted: {t}", s.name)),
@@ -171,8 +152,17 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             _ => None,
         })
         .collect();
-    if late_rows > 0 {
-        eprintln!("note: {late_rows} rows of a drive that stalled were written after newer rows");
+    if recorded.lost > 0 {
+        problems.push(format!("the recorder could not keep up: {} samples lost", recorded.lost));
+    }
+    if recorded.unrecorded > 0 {
+        eprintln!(
+            "note: {} samples of signals announced after the start have no column",
+            recorded.unrecorded
+        );
+    }
+    if recorded.late_rows > 0 {
+        eprintln!("note: {} rows of a drive that stalled were written after newer rows", recorded.late_rows);
     }
     if !problems.is_empty() {
         return Err(HeadlessError::Failed(problems.join("\n")));
@@ -180,12 +170,7 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
     Ok(summaries)
 }
 
-fn run_steps(
-    bench: &mut Bench,
-    opts: &RecordOptions,
-    recorder: &mut CsvRecorder<BufWriter<File>>,
-    write_error: &mut Option<RecordError>,
-) -> Result<(), HeadlessError> {
+fn run_steps(bench: &mut Bench, opts: &RecordOptions) -> Result<(), HeadlessError> {
     // Sends one command per drive, built from that drive (its mode may differ).
     // Telemetry-only drives (Serial Plotter) are recorded but not commanded.
     for d in bench.drives.iter().filter(|d| !d.can_control()) {
@@ -207,7 +192,6 @@ fn run_steps(
     }
     let start = Instant::now();
     let mut setpoint = opts.setpoint;
-    let mut last_flush = Instant::now();
     loop {
         let elapsed = start.elapsed().as_secs_f64();
         if let Some(sp) = setpoint
@@ -216,16 +200,9 @@ fn run_steps(
             send_all(bench, &|d| Command::SetSetpoint(d.mode, sp))?;
             setpoint = None;
         }
-        bench.pump(Duration::from_millis(20), &mut |name: &str, _: &[SignalSpec], s: &[Sample]| {
-            if let Err(e) = recorder.add(name, s) {
-                write_error.get_or_insert(e);
-            }
-        });
-        if last_flush.elapsed() >= Duration::from_secs(1) {
-            if let Err(e) = recorder.flush() {
-                write_error.get_or_insert(e);
-            }
-            last_flush = Instant::now();
+        bench.pump(Duration::from_millis(20));
+        if let Some(e) = bench.recording().and_then(|r| r.stats().error()) {
+            return Err(HeadlessError::Failed(e));
         }
         if elapsed >= opts.seconds {
             return Ok(());
@@ -307,7 +284,7 @@ pub fn params(
 fn pump_for(bench: &mut Bench, wait: Duration) {
     let end = Instant::now() + wait;
     loop {
-        bench.pump(Duration::from_millis(10), &mut |_: &str, _: &[SignalSpec], _: &[Sample]| {});
+        bench.pump(Duration::from_millis(10));
         if Instant::now() >= end {
             return;
         }
@@ -323,7 +300,7 @@ fn wait_for(
 ) -> Result<(), ParamsError> {
     let deadline = Instant::now() + PARAM_TIMEOUT;
     loop {
-        bench.pump(Duration::from_millis(10), &mut |_: &str, _: &[SignalSpec], _: &[Sample]| {});
+        bench.pump(Duration::from_millis(10));
         let d = &bench.drives[0];
         if let Some(outcome) = done(d) {
             return outcome.map_err(|reason| ParamsError::Refused { key: key.to_owned(), reason });
@@ -347,7 +324,7 @@ fn params_on(bench: &mut Bench, opts: &ParamOptions) -> Result<Vec<ParamLine>, P
     // Connected, catalogue announced, and every readable entry read once.
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
-        bench.pump(Duration::from_millis(10), &mut |_: &str, _: &[SignalSpec], _: &[Sample]| {});
+        bench.pump(Duration::from_millis(10));
         let d = &bench.drives[0];
         let all_read = d.catalogue.iter().all(|p| d.values.contains_key(&p.key));
         if d.state.is_connected() && !d.catalogue.is_empty() && all_read {

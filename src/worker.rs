@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::drive::{Command, DriveState, Event, ParamSpec, Sample, SignalSpec};
 use crate::link::LinkInput;
+use crate::telemetry::{RecordHub, SharedTelemetry};
 
 /// Commands waiting for a worker; a full queue means the drive is not keeping up.
 pub const COMMAND_CAPACITY: usize = 64;
@@ -94,6 +95,15 @@ pub enum SendError {
     Stopped,
 }
 
+/// Where a worker puts its samples directly, on its own thread: the drive's telemetry store
+/// and the bench's recorder. Without a tap, samples travel to the consumer as events.
+#[derive(Clone)]
+pub struct SampleTap {
+    pub drive_id: u64,
+    pub store: SharedTelemetry,
+    pub hub: Arc<RecordHub>,
+}
+
 /// Handle to one running worker thread. Dropping it shuts the worker down and joins it.
 pub struct Worker {
     commands: Option<Sender<Command>>,
@@ -105,7 +115,13 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the thread `drive-<name>` around `backend`.
-    pub fn spawn(name: &str, backend: Box<dyn Backend>, clock: Clock, repaint: Option<RepaintFn>) -> Worker {
+    pub fn spawn(
+        name: &str,
+        backend: Box<dyn Backend>,
+        clock: Clock,
+        repaint: Option<RepaintFn>,
+        tap: Option<SampleTap>,
+    ) -> Worker {
         let (cmd_tx, cmd_rx) = bounded(COMMAND_CAPACITY);
         let (ev_tx, ev_rx) = bounded(EVENT_CAPACITY);
         let estop = Arc::new(AtomicBool::new(false));
@@ -118,6 +134,7 @@ impl Worker {
             estop: estop.clone(),
             dropped: dropped.clone(),
             repaint,
+            tap,
             last_repaint: None,
             connected: false,
             control: Default::default(),
@@ -194,6 +211,7 @@ struct WorkerLoop {
     estop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     repaint: Option<RepaintFn>,
+    tap: Option<SampleTap>,
     last_repaint: Option<Instant>,
     connected: bool,
     /// Control events waiting for room in the event queue, oldest first.
@@ -372,6 +390,9 @@ impl WorkerLoop {
                 traffic.extend(chunks);
                 continue;
             }
+            if let (Event::Signals(signals), Some(tap)) = (&ev, &self.tap) {
+                tap.store.lock().set_signals(signals);
+            }
             if let Event::Dropped(_) = ev {
                 // Only the newest count matters.
                 self.control.retain(|e| !matches!(e, Event::Dropped(_)));
@@ -396,6 +417,12 @@ impl WorkerLoop {
             && self.control.is_empty()
             && self.events.try_send(Event::Traffic(traffic)).is_ok()
         {
+            sent = true;
+        }
+        if let Some(tap) = self.tap.as_ref().filter(|_| !samples.is_empty()) {
+            tap.store.lock().push(samples);
+            tap.hub.offer(tap.drive_id, samples);
+            samples.clear();
             sent = true;
         }
         if !samples.is_empty() {
@@ -474,7 +501,7 @@ mod tests {
 
     #[test]
     fn panic_in_backend_becomes_a_fault() {
-        let w = Worker::spawn("fragile", Box::new(Fragile), Clock::new(), None);
+        let w = Worker::spawn("fragile", Box::new(Fragile), Clock::new(), None, None);
         w.send(Command::Connect).unwrap();
         assert!(wait_for(&w, |e| matches!(e, Event::Samples(_))));
         w.send(Command::Enable).unwrap();
@@ -492,7 +519,7 @@ mod tests {
 
     #[test]
     fn commands_before_connect_are_refused() {
-        let w = Worker::spawn("idle", Box::new(Fragile), Clock::new(), None);
+        let w = Worker::spawn("idle", Box::new(Fragile), Clock::new(), None, None);
         w.send(Command::Enable).unwrap();
         assert!(wait_for(&w, |e| matches!(e, Event::Refused(t) if t.contains("not connected"))));
         w.shutdown();
@@ -531,7 +558,7 @@ mod tests {
             samples.extend((0..10).map(|_| Sample { t_s: now_s, signal: 0, value: 1.0 }));
             counter.fetch_add(10, Ordering::SeqCst);
         });
-        let w = Worker::spawn("flood", Box::new(flood), Clock::new(), None);
+        let w = Worker::spawn("flood", Box::new(flood), Clock::new(), None, None);
         w.send(Command::Connect).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while w.dropped() == 0 && Instant::now() < deadline {
@@ -581,7 +608,7 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(None));
         let handled_total = Arc::new(AtomicU64::new(0));
         let backend = Sluggish(seen.clone(), handled_total.clone());
-        let w = Worker::spawn("sluggish", Box::new(backend), Clock::new(), None);
+        let w = Worker::spawn("sluggish", Box::new(backend), Clock::new(), None, None);
         w.send(Command::Connect).unwrap();
         assert!(wait_for(&w, |e| *e == Event::State(DriveState::Idle)));
         // Fill the queue: at 20 ms each, working through it takes over a second.
@@ -622,7 +649,7 @@ mod tests {
                 events.push(Event::State(DriveState::Fault("over-temperature".into())));
             }
         });
-        let w = Worker::spawn("behind", Box::new(backend), Clock::new(), None);
+        let w = Worker::spawn("behind", Box::new(backend), Clock::new(), None, None);
         w.send(Command::Connect).unwrap();
         // Nobody reads: wait for the queue to be full, raise the fault, let more samples drop.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -676,8 +703,13 @@ mod tests {
     fn steady_input_does_not_starve_the_polls() {
         let (tx, rx) = bounded(4);
         let polls = Arc::new(AtomicU64::new(0));
-        let w =
-            Worker::spawn("chatty", Box::new(Chatty { rx, tx, polls: polls.clone() }), Clock::new(), None);
+        let w = Worker::spawn(
+            "chatty",
+            Box::new(Chatty { rx, tx, polls: polls.clone() }),
+            Clock::new(),
+            None,
+            None,
+        );
         w.send(Command::Connect).unwrap();
         // Timeouts and watchdog feeds live in the polls: at 10 ms they must keep coming.
         let deadline = Instant::now() + Duration::from_secs(10);

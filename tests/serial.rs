@@ -339,7 +339,7 @@ mod in_process {
     fn pump_until(bench: &mut Bench, what: &str, cond: impl Fn(&DriveRuntime) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            bench.pump(Duration::from_millis(10), &mut |_, _, _| {});
+            bench.pump(Duration::from_millis(10));
             if cond(&bench.drives[0]) {
                 return;
             }
@@ -352,7 +352,7 @@ mod in_process {
     }
 
     fn last(d: &DriveRuntime, signal: &str) -> f64 {
-        d.series(signal).and_then(|s| s.last()).map(|(_, v)| v).unwrap_or(f64::NAN)
+        d.telemetry().series(signal).and_then(|s| s.last()).map(|(_, v)| v).unwrap_or(f64::NAN)
     }
 
     fn enable_step_console_estop(protocol: Protocol, over_limit_line: &str) {
@@ -360,7 +360,7 @@ mod in_process {
         let mut bench = bench_for(&path, protocol);
         pump_until(&mut bench, "the catalogue read", |d| {
             d.state.is_connected()
-                && d.series("speed_rpm").is_some_and(|s| !s.is_empty())
+                && d.telemetry().series("speed_rpm").is_some_and(|s| !s.is_empty())
                 && d.catalogue.iter().all(|p| d.values.contains_key(&p.key))
         });
         let d = &mut bench.drives[0];
@@ -477,7 +477,7 @@ mod in_process {
         let (path, _emu) = emulate(&Protocol::Plotter);
         let mut bench = bench_for(&path, Protocol::Plotter);
         pump_until(&mut bench, "plotter signals", |d| {
-            d.signals.len() == 5 && d.series("speed_rpm").is_some_and(|s| s.len() > 50)
+            d.signals.len() == 5 && d.telemetry().series("speed_rpm").is_some_and(|s| s.len() > 50)
         });
         let d = &mut bench.drives[0];
         assert!(!d.can_control());
@@ -552,12 +552,12 @@ mod link_loss {
             let deadline = Instant::now() + Duration::from_secs(10);
             while !cond(bench) {
                 assert!(Instant::now() < deadline, "timed out waiting for {what}");
-                bench.pump(Duration::from_millis(10), &mut |_, _, _| {});
+                bench.pump(Duration::from_millis(10));
                 std::thread::sleep(Duration::from_millis(2));
             }
         };
         wait(&mut bench, "telemetry from both", &|b| {
-            b.drives.iter().all(|d| d.series("speed_rpm").is_some_and(|s| s.len() > 10))
+            b.drives.iter().all(|d| d.telemetry().series("speed_rpm").is_some_and(|s| s.len() > 10))
         });
         stop.store(true, Ordering::Relaxed);
         thread.join().unwrap();
@@ -565,14 +565,14 @@ mod link_loss {
         let DriveState::Fault(text) = &bench.drives[0].state else { unreachable!() };
         assert!(text.contains("link lost"), "{text}");
         // Its history stays; the simulated drive carries on.
-        let kept = bench.drives[0].series("speed_rpm").unwrap().len();
+        let kept = bench.drives[0].telemetry().series("speed_rpm").unwrap().len();
         assert!(kept > 10);
-        let before = bench.drives[1].series("speed_rpm").unwrap().total_pushed();
+        let before = bench.drives[1].telemetry().series("speed_rpm").unwrap().total_pushed();
         wait(&mut bench, "the other drive still streaming", &|b| {
-            b.drives[1].series("speed_rpm").unwrap().total_pushed() > before + 100
+            b.drives[1].telemetry().series("speed_rpm").unwrap().total_pushed() > before + 100
         });
         assert_eq!(bench.drives[1].state, DriveState::Idle);
-        assert_eq!(bench.drives[0].series("speed_rpm").unwrap().len(), kept);
+        assert_eq!(bench.drives[0].telemetry().series("speed_rpm").unwrap().len(), kept);
     }
 }
 

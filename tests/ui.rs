@@ -74,11 +74,13 @@ fn add_a_drive_enable_it_and_set_a_speed() {
     step_until(&mut h, "setpoint applied", |a| a.bench.drives[2].setpoint == 1000.0);
 
     // The plot store fills, and the motor follows the setpoint.
-    let before = h.state().bench.drives[2].series("speed_rpm").map(|s| s.total_pushed()).unwrap_or(0);
+    let before =
+        h.state().bench.drives[2].telemetry().series("speed_rpm").map(|s| s.total_pushed()).unwrap_or(0);
     step_until(&mut h, "300 more samples", |a| {
-        a.bench.drives[2].series("speed_rpm").is_some_and(|s| s.total_pushed() >= before + 300)
+        a.bench.drives[2].telemetry().series("speed_rpm").is_some_and(|s| s.total_pushed() >= before + 300)
     });
-    let speed = h.state().bench.drives[2].series("speed_rpm").unwrap();
+    let telemetry = h.state().bench.drives[2].telemetry();
+    let speed = telemetry.series("speed_rpm").unwrap();
     let (t_last, _) = speed.last().unwrap();
     let (lo, hi) = speed.min_max(t_last - 0.1, t_last + 1.0).unwrap();
     assert!(lo > 980.0 && hi < 1020.0, "speed over the last 100 ms: {lo} … {hi} rpm");
@@ -180,7 +182,7 @@ fn save_then_load_through_the_menu_code_and_broken_files_leave_the_bench_alone()
 #[test]
 fn legend_hides_a_trace_and_pausing_freezes_the_view() {
     let mut h = harness(demo_app());
-    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate.rate_hz > 0.0));
+    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate_hz() > 0.0));
     h.run_steps(2);
     let shown = h.state().plots.points_last_frame;
     assert!(shown > 0);
@@ -200,7 +202,7 @@ fn legend_hides_a_trace_and_pausing_freezes_the_view() {
 #[test]
 fn dragging_a_plot_pauses_following_and_hover_reads_values() {
     let mut h = harness(demo_app());
-    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate.rate_hz > 0.0));
+    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate_hz() > 0.0));
     assert!(h.state().plots.follow);
     // The plot's title (the leftmost "Speed"; the control panel's readout has one too).
     let header =

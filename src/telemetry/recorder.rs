@@ -17,6 +17,12 @@ pub enum RecordError {
     Io(#[from] std::io::Error),
     #[error("drive `{0}` is not part of this recording")]
     UnknownDrive(String),
+    #[error("cannot create the recording {path}: {source}")]
+    Create { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the recorder stopped unexpectedly")]
+    Stopped,
+    #[error("a recording is already running")]
+    AlreadyRecording,
 }
 
 /// Orders f64 times in a map key (times are finite and ≥ 0).
@@ -147,6 +153,12 @@ impl<W: Write> CsvRecorder<W> {
         if !samples.is_empty() {
             self.drives[index].heard = Instant::now();
         }
+        self.flush_ready(false)
+    }
+
+    /// Writes what has become final without new data (a drive that fell silent stops holding
+    /// back the others after a while).
+    pub fn add_nothing(&mut self) -> Result<(), RecordError> {
         self.flush_ready(false)
     }
 

@@ -126,7 +126,7 @@ impl BenchApp {
     pub fn open_project(&mut self, project: Project, path: Option<PathBuf>) {
         self.bench.disable_all();
         // Let the disables go out before the workers are torn down.
-        self.bench.pump(Duration::from_millis(20), &mut |_, _, _| {});
+        self.bench.pump(Duration::from_millis(20));
         self.bench = Bench::new(&project, self.repaint.clone());
         self.bench.connect_all();
         self.selected = self.bench.drives.first().map(|d| d.id);
@@ -223,7 +223,7 @@ impl BenchApp {
 
     /// Work that needs no painting: drain events, run the demo script.
     pub fn logic(&mut self, ctx: &egui::Context) {
-        let done = self.bench.pump(PUMP_BUDGET, &mut |_, _, _| {});
+        let done = self.bench.pump(PUMP_BUDGET);
         if !done {
             ctx.request_repaint();
         }

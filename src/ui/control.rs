@@ -154,9 +154,10 @@ impl ControlPanel {
     }
 
     fn readouts_ui(&self, ui: &mut egui::Ui, drive: &DriveRuntime) {
+        let telemetry = drive.telemetry();
         egui::Grid::new(("readouts", drive.id)).num_columns(3).striped(true).show(ui, |ui| {
             for (name, label) in CANONICAL {
-                let Some(series) = drive.series(name) else { continue };
+                let Some(series) = telemetry.series(name) else { continue };
                 ui.label(label);
                 let value = series.last().map(|(_, v)| format!("{v:.3}")).unwrap_or_else(|| "—".into());
                 ui.monospace(value);
@@ -165,7 +166,7 @@ impl ControlPanel {
             }
             // A telemetry-only drive's signals are whatever the sketch prints: show them all.
             if !drive.can_control() {
-                for (signal, series) in drive.signals.iter().zip(&drive.series) {
+                for (signal, series) in telemetry.iter() {
                     if CANONICAL.iter().any(|(n, _)| *n == signal.name) {
                         continue;
                     }

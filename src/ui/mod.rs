@@ -99,7 +99,7 @@ impl eframe::App for DrivebenchApp {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // Leave no motor running: disable everything, then let the workers shut down.
         self.app.bench.disable_all();
-        self.app.bench.pump(Duration::from_millis(50), &mut |_, _, _| {});
+        self.app.bench.pump(Duration::from_millis(50));
     }
 }
 

@@ -192,7 +192,8 @@ impl PlotsPanel {
                             if hidden.contains(&key) {
                                 continue;
                             }
-                            let Some(series) = drive.series(signal) else { continue };
+                            let telemetry = drive.telemetry();
+                            let Some(series) = telemetry.series(signal) else { continue };
                             series.view(t0, t1, width_px, buf);
                             if buf.is_empty() {
                                 continue;
@@ -307,7 +308,7 @@ impl PlotsPanel {
         ui.horizontal_wrapped(|ui| {
             for (di, d) in bench.drives.iter().enumerate() {
                 for s in &signals {
-                    if d.series(s).is_none() {
+                    if d.telemetry().series(s).is_none() {
                         continue;
                     }
                     let key = format!("{}.{}", d.name(), s);

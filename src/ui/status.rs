@@ -26,7 +26,7 @@ impl StatusBar {
             for d in &bench.drives {
                 state_dot(ui, &d.state);
                 let lost = d.dropped;
-                let text = format!("{} {:.0} Hz · {} dropped", d.name(), d.rate.rate_hz, lost);
+                let text = format!("{} {:.0} Hz · {} dropped", d.name(), d.rate_hz(), lost);
                 let label = if lost > 0 {
                     RichText::new(text).color(ui.visuals().warn_fg_color)
                 } else {

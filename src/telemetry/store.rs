@@ -1,0 +1,157 @@
+//! One drive's telemetry store, shared between the drive's worker (which appends every sample
+//! the moment it is decoded) and the UI (which reads it to draw). Samples reach the store on
+//! the worker thread, so a UI that is slow, minimised or not painting at all loses nothing:
+//! the history keeps growing up to its capacity and the recorder gets every batch.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::drive::{Sample, SignalSpec};
+
+use super::Series;
+
+/// Samples per second of a drive, measured on the sample timestamps.
+#[derive(Debug, Clone, Default)]
+pub struct RateMeter {
+    window_start_s: Option<f64>,
+    count: u64,
+    pub rate_hz: f64,
+}
+
+impl RateMeter {
+    pub fn tick(&mut self, t_s: f64) {
+        let start = *self.window_start_s.get_or_insert(t_s);
+        self.count += 1;
+        let span = t_s - start;
+        if span >= 1.0 {
+            self.rate_hz = (self.count - 1) as f64 / span;
+            self.window_start_s = Some(t_s);
+            self.count = 1;
+        }
+    }
+}
+
+/// The signals of one drive and one [`Series`] per signal.
+#[derive(Debug)]
+pub struct DriveTelemetry {
+    signals: Vec<SignalSpec>,
+    series: Vec<Series>,
+    capacity: usize,
+    /// Frames per second (signal 0's samples).
+    pub rate: RateMeter,
+    /// Samples received over the session (all signals), including any the store refused.
+    pub received: u64,
+}
+
+impl DriveTelemetry {
+    pub fn new(capacity: usize) -> Self {
+        DriveTelemetry {
+            signals: Vec::new(),
+            series: Vec::new(),
+            capacity,
+            rate: RateMeter::default(),
+            received: 0,
+        }
+    }
+
+    /// The drive announced its signals. A list that only grew (a new Serial Plotter label)
+    /// keeps what is stored; any other change starts the series afresh.
+    pub fn set_signals(&mut self, signals: &[SignalSpec]) {
+        if signals.starts_with(&self.signals) {
+            for _ in self.signals.len()..signals.len() {
+                self.series.push(Series::new(self.capacity));
+            }
+        } else if signals != self.signals {
+            self.series = signals.iter().map(|_| Series::new(self.capacity)).collect();
+        }
+        self.signals = signals.to_vec();
+    }
+
+    /// Appends a batch (samples of unknown signals are ignored).
+    pub fn push(&mut self, samples: &[Sample]) {
+        self.received += samples.len() as u64;
+        for s in samples {
+            if let Some(series) = self.series.get_mut(s.signal as usize) {
+                series.push(s.t_s, s.value);
+            }
+            if s.signal == 0 {
+                self.rate.tick(s.t_s);
+            }
+        }
+    }
+
+    pub fn signals(&self) -> &[SignalSpec] {
+        &self.signals
+    }
+
+    pub fn series(&self, signal: &str) -> Option<&Series> {
+        let i = self.signals.iter().position(|s| s.name == signal)?;
+        self.series.get(i)
+    }
+
+    /// Every signal with its store, in the drive's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SignalSpec, &Series)> {
+        self.signals.iter().zip(&self.series)
+    }
+
+    pub fn unit(&self, signal: &str) -> Option<&str> {
+        self.signals.iter().find(|s| s.name == signal).map(|s| s.unit.as_str())
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.series.iter().map(Series::memory_bytes).sum()
+    }
+
+    /// Oldest and newest sample time over every signal.
+    pub fn time_span(&self) -> Option<(f64, f64)> {
+        let first = self.series.iter().filter_map(Series::first_t).fold(f64::INFINITY, f64::min);
+        let last = self.series.iter().filter_map(|s| s.last().map(|l| l.0)).fold(f64::NEG_INFINITY, f64::max);
+        (first <= last).then_some((first, last))
+    }
+}
+
+impl From<DriveTelemetry> for SharedTelemetry {
+    fn from(t: DriveTelemetry) -> Self {
+        SharedTelemetry(Arc::new(Mutex::new(t)))
+    }
+}
+
+/// A drive's store as the worker and the UI share it.
+#[derive(Debug, Clone)]
+pub struct SharedTelemetry(Arc<Mutex<DriveTelemetry>>);
+
+impl SharedTelemetry {
+    pub fn new(capacity: usize) -> Self {
+        SharedTelemetry(Arc::new(Mutex::new(DriveTelemetry::new(capacity))))
+    }
+
+    /// Locks the store. Holders keep the lock briefly (one batch, or one plot's queries); a
+    /// panic while holding it leaves data that is still valid, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, DriveTelemetry> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> SignalSpec {
+        SignalSpec::new(name, "u")
+    }
+
+    #[test]
+    fn a_grown_signal_list_keeps_the_history_and_a_changed_one_resets_it() {
+        let mut t = DriveTelemetry::new(100);
+        t.set_signals(&[spec("a")]);
+        t.push(&[Sample { t_s: 0.0, signal: 0, value: 1.0 }]);
+        t.set_signals(&[spec("a"), spec("b")]);
+        assert_eq!(t.series("a").unwrap().len(), 1);
+        t.push(&[Sample { t_s: 1.0, signal: 1, value: 2.0 }, Sample { t_s: 1.0, signal: 7, value: 2.0 }]);
+        assert_eq!(t.series("b").unwrap().len(), 1);
+        assert_eq!(t.received, 3);
+        assert_eq!(t.time_span(), Some((0.0, 1.0)));
+        t.set_signals(&[spec("c")]);
+        assert!(t.series("a").is_none());
+        assert!(t.series("c").unwrap().is_empty());
+    }
+}
