@@ -120,7 +120,7 @@ impl DriveRuntime {
 
     /// False for telemetry-only drives (Serial Plotter): no enable, setpoints or e-stop.
     pub fn can_control(&self) -> bool {
-        self.config.connection.serial().is_none_or(|s| s.protocol.can_control())
+        !self.is_recorded() && self.config.connection.serial().is_none_or(|s| s.protocol.can_control())
     }
 
     pub fn name(&self) -> &str {

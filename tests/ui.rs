@@ -357,3 +357,51 @@ fn a_sketchs_plotter_lines_show_without_set_up() {
     assert!(h.query_by_label_contains("Telemetry only").is_some());
     assert!(h.query_by_label("Bus voltage").is_some());
 }
+
+#[test]
+fn record_a_run_then_open_the_recording_beside_the_live_drives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = demo_app();
+    // The Record button writes into recordings/ beside the project file.
+    app.project_path = Some(dir.path().join("bench.ron"));
+    let mut h = harness(app);
+    step_until(&mut h, "demo drives connected", all_idle);
+    step_until(&mut h, "signals announced", |a| a.bench.drives.iter().all(|d| !d.signals.is_empty()));
+    h.get_by_label("⏺ Record").click();
+    h.step();
+    assert!(h.state().bench.recording().is_some(), "recording started");
+    let path = h.state().bench.recording().unwrap().path().to_owned();
+    assert!(path.starts_with(dir.path().join("recordings")), "{}", path.display());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1200) {
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The indicator shows elapsed time and size while recording.
+    let indicator = h.query_by_label_contains("REC 00:01").expect("recording indicator with elapsed time");
+    let text = indicator.value().unwrap_or_default();
+    assert!(text.ends_with(" MB"), "{text}");
+    h.get_by_label("⏹ Stop recording").click();
+    h.step();
+    assert!(h.state().bench.recording().is_none());
+    let last = h.state().last_recording.clone().unwrap();
+    assert!(last.contains("recorded") && last.contains(&path.display().to_string()), "{last}");
+
+    // Rows per drive in the file.
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let speed_col = headers.iter().position(|c| c == "left.speed_rpm").unwrap();
+    let rows = reader.records().filter(|r| !r.as_ref().unwrap()[speed_col].is_empty()).count();
+    assert!(rows > 1000, "{rows} rows of left in 1.2 s at 1 kHz");
+
+    h.state_mut().open_recording(&path);
+    step_until(&mut h, "the recording's drives appear", |a| a.bench.drives.len() == 4);
+    let app = h.state();
+    let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let rec = app.bench.by_name(&format!("left [{stem}]")).expect("recorded drive named after its file");
+    assert!(rec.is_recorded() && !rec.can_control());
+    assert_eq!(rec.telemetry().series("speed_rpm").unwrap().len(), rows);
+    assert_eq!(rec.signal_unit("speed_rpm"), Some("rpm"));
+    // A recording is not part of the bench set-up.
+    assert_eq!(app.current_project().drives.len(), 2);
+}

@@ -1,6 +1,7 @@
 //! Telemetry: the per-signal store with spike-true decimation for the plots, each drive's
 //! shared store, the CSV recorder that keeps every sample and the recording thread around it.
 
+pub mod playback;
 pub mod recorder;
 pub mod recording;
 pub mod series;

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::Receiver;
 use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::bench::Bench;
 use crate::drive::{Command, ControlMode, DriveState};
 use crate::project::{DriveConfig, Project};
+use crate::telemetry::playback::{PlaybackError, RecordedTelemetry, load_recording};
 use crate::worker::RepaintFn;
 
 use super::console::ConsolePanel;
@@ -71,6 +73,10 @@ pub struct BenchApp {
     pub console: ConsolePanel,
     /// The console panel under the plots, for the selected serial drive.
     pub show_console: bool,
+    /// What the last recording wrote (or why it failed), shown beside the Record button.
+    pub last_recording: Option<String>,
+    /// Recordings being read on a background thread.
+    loading: Vec<(PathBuf, Receiver<Result<Vec<RecordedTelemetry>, PlaybackError>>)>,
     files: FileDialogs,
     repaint: Option<RepaintFn>,
     frame: u64,
@@ -103,6 +109,8 @@ impl BenchApp {
             serial_dialog: SerialDialog::default(),
             console: ConsolePanel::default(),
             show_console: true,
+            last_recording: None,
+            loading: Vec::new(),
             files: FileDialogs::default(),
             repaint,
             frame: 0,
@@ -124,6 +132,7 @@ impl BenchApp {
 
     /// Replaces the bench with a project: the old drives are disabled and stopped first.
     pub fn open_project(&mut self, project: Project, path: Option<PathBuf>) {
+        self.stop_recording();
         self.bench.disable_all();
         // Let the disables go out before the workers are torn down.
         self.bench.pump(Duration::from_millis(20));
@@ -215,6 +224,131 @@ impl BenchApp {
         self.serial_dialog.show_with_name(name);
     }
 
+    /// Where the Record button writes: `recordings/` beside the project file (or in the
+    /// working directory), named by the local start time.
+    pub fn default_recording_path(&self) -> PathBuf {
+        let dir = self
+            .project_path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map_or_else(|| PathBuf::from("recordings"), |p| p.join("recordings"));
+        dir.join(recording_file_name(SystemTime::now()))
+    }
+
+    /// Starts recording every sample of every live drive to `path` (or the default path).
+    pub fn start_recording(&mut self, path: Option<PathBuf>) -> bool {
+        let path = path.unwrap_or_else(|| self.default_recording_path());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            self.notice = Some(Notice {
+                title: "Cannot record".into(),
+                text: format!("cannot create {}: {e}", dir.display()),
+            });
+            return false;
+        }
+        match self.bench.start_recording(&path) {
+            Ok(()) => {
+                self.last_recording = None;
+                true
+            }
+            Err(e) => {
+                self.notice = Some(Notice { title: "Cannot record".into(), text: e.to_string() });
+                false
+            }
+        }
+    }
+
+    /// Stops the recording, if one runs; the file holds everything received.
+    pub fn stop_recording(&mut self) {
+        let Some(result) = self.bench.stop_recording() else { return };
+        self.last_recording = Some(match result {
+            Ok(s) => {
+                let mut text = format!(
+                    "recorded {} rows, {:.1} MB, {:.1} s to {}",
+                    s.rows,
+                    s.bytes as f64 / 1e6,
+                    s.seconds,
+                    s.path.display()
+                );
+                if s.lost > 0 {
+                    text.push_str(&format!(" — {} samples LOST (the disk could not keep up)", s.lost));
+                }
+                if s.unrecorded > 0 {
+                    text.push_str(&format!(" — {} samples of signals added during the run have no column", s.unrecorded));
+                }
+                text
+            }
+            Err(e) => {
+                self.notice = Some(Notice { title: "Recording failed".into(), text: e.to_string() });
+                format!("recording failed: {e}")
+            }
+        });
+    }
+
+    /// Reads a recording in the background; its drives then appear in the list and the plots
+    /// show its whole time span.
+    pub fn open_recording(&mut self, path: &Path) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let file = path.to_owned();
+        let ctx_repaint = self.repaint.clone();
+        let spawned = std::thread::Builder::new().name("open-recording".into()).spawn(move || {
+            let _ = tx.send(load_recording(&file));
+            if let Some(repaint) = ctx_repaint {
+                repaint();
+            }
+        });
+        match spawned {
+            Ok(_) => self.loading.push((path.to_owned(), rx)),
+            Err(e) => {
+                self.notice = Some(Notice { title: "Cannot open recording".into(), text: e.to_string() })
+            }
+        }
+    }
+
+    /// True while a recording is being read.
+    pub fn is_loading(&self) -> bool {
+        !self.loading.is_empty()
+    }
+
+    fn poll_loading(&mut self) {
+        let mut i = 0;
+        while i < self.loading.len() {
+            let Ok(result) = self.loading[i].1.try_recv() else {
+                i += 1;
+                continue;
+            };
+            let (path, _) = self.loading.remove(i);
+            match result {
+                Ok(drives) => self.add_recorded(&path, drives),
+                Err(e) => {
+                    self.notice = Some(Notice { title: "Cannot open recording".into(), text: e.to_string() })
+                }
+            }
+        }
+    }
+
+    fn add_recorded(&mut self, path: &Path, drives: Vec<RecordedTelemetry>) {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut span: Option<(f64, f64)> = None;
+        let mut first = None;
+        for d in drives {
+            if let Some((a, b)) = d.telemetry.time_span() {
+                span = Some(span.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
+            let mut name = format!("{} [{stem}]", d.drive);
+            while self.bench.drives.iter().any(|x| x.config.name == name) {
+                name.push('\'');
+            }
+            let index = self.bench.add_recorded(name, path, d.telemetry);
+            first.get_or_insert(self.bench.drives[index].id);
+        }
+        if let Some(id) = first {
+            self.selected = Some(id);
+        }
+        let _ = span;
+    }
+
     /// E-STOP: every drive, at once.
     pub fn estop_all(&mut self) {
         self.bench.estop_all();
@@ -226,6 +360,14 @@ impl BenchApp {
         let done = self.bench.pump(PUMP_BUDGET);
         if !done {
             ctx.request_repaint();
+        }
+        self.poll_loading();
+        if self.bench.recording().is_some() {
+            // The elapsed time and file size tick while recording.
+            ctx.request_repaint_after(Duration::from_millis(250));
+            if self.bench.recording().is_some_and(|r| r.failed()) {
+                self.stop_recording();
+            }
         }
         if let Some(action) = self.files.poll() {
             self.handle_file_action(action);
@@ -296,6 +438,15 @@ impl BenchApp {
             },
             FileAction::OpenDialog => self.files.open_dialog(),
             FileAction::SaveAsDialog => self.files.save_as_dialog(),
+            FileAction::RecordToDialog => {
+                let name = recording_file_name(SystemTime::now());
+                self.files.record_to_dialog(name);
+            }
+            FileAction::RecordTo(path) => {
+                self.start_recording(Some(path));
+            }
+            FileAction::OpenRecordingDialog => self.files.open_recording_dialog(),
+            FileAction::OpenRecording(path) => self.open_recording(&path),
         }
     }
 
@@ -326,6 +477,8 @@ impl BenchApp {
                 self.menu_ui(ui);
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     self.estop_button_ui(ui);
+                    ui.separator();
+                    self.record_ui(ui);
                 });
             });
         });
@@ -388,6 +541,46 @@ impl BenchApp {
         }
     }
 
+    /// Record / Stop and, while recording, a red indicator with elapsed time and file size.
+    fn record_ui(&mut self, ui: &mut egui::Ui) {
+        let red = Color32::from_rgb(220, 40, 40);
+        match self.bench.recording() {
+            Some(rec) => {
+                if ui.button("⏹ Stop recording").on_hover_text("Finish the file").clicked() {
+                    self.stop_recording();
+                    return;
+                }
+                let stats = rec.stats();
+                let secs = rec.elapsed().as_secs_f64();
+                let mb = stats.bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
+                let lost = stats.lost.load(std::sync::atomic::Ordering::Relaxed);
+                let mut text = format!("REC {:02}:{:04.1} · {mb:.1} MB", (secs / 60.0) as u64, secs % 60.0);
+                if lost > 0 {
+                    text.push_str(&format!(" · {lost} LOST"));
+                }
+                let file = rec.path().display().to_string();
+                ui.label(RichText::new(text).strong().color(red)).on_hover_text(file);
+                let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+                // Blinks once a second.
+                if secs.fract() < 0.6 {
+                    ui.painter().circle_filled(rect.center(), 5.0, red);
+                }
+            }
+            None => {
+                let tip = format!(
+                    "Write every sample of every drive to {} (File ▸ Record to… picks the file)",
+                    self.default_recording_path().display()
+                );
+                if ui.button(RichText::new("⏺ Record").color(red)).on_hover_text(tip).clicked() {
+                    self.start_recording(None);
+                }
+                if let Some(last) = &self.last_recording {
+                    ui.label(RichText::new(last).small().weak());
+                }
+            }
+        }
+    }
+
     fn menu_ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         ui.menu_button("File", |ui| {
@@ -410,6 +603,14 @@ impl BenchApp {
             if item(ui, "Save As…", None) {
                 self.handle_file_action(FileAction::SaveAsDialog);
             }
+            ui.separator();
+            if item(ui, "Record to…", None) {
+                self.handle_file_action(FileAction::RecordToDialog);
+            }
+            if item(ui, "Open recording…", None) {
+                self.handle_file_action(FileAction::OpenRecordingDialog);
+            }
+            ui.separator();
             ui.menu_button("Open Recent", |ui| {
                 if self.recent.is_empty() {
                     ui.label("(none yet)");
@@ -473,5 +674,24 @@ impl BenchApp {
     /// Frames shown so far.
     pub fn frame(&self) -> u64 {
         self.frame
+    }
+}
+
+/// `drivebench-2026-11-29_14-03-12.csv` from a wall-clock time (UTC).
+fn recording_file_name(now: SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    // 2026-11-29T14:03:12Z → 2026-11-29_14-03-12 (no ':' in file names).
+    let stamp = stamp.trim_end_matches('Z').replace('T', "_").replace(':', "-");
+    format!("drivebench-{stamp}.csv")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_names_sort_by_time_and_avoid_colons() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(recording_file_name(t), "drivebench-2026-11-18_11-06-40.csv");
     }
 }

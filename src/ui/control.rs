@@ -45,6 +45,12 @@ impl ControlPanel {
             }
         });
         let connected = drive.state.is_connected();
+        if let Some(path) = &drive.recorded_from {
+            ui.label(format!("Recorded in {}: browse it in the plots (pause, drag, zoom).", path.display()));
+            ui.add_space(6.0);
+            self.readouts_ui(ui, drive);
+            return;
+        }
         if !drive.can_control() {
             ui.label("Telemetry only: this protocol cannot command the drive. Use the console to send text.");
             ui.add_space(6.0);

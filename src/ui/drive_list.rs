@@ -79,6 +79,10 @@ impl DriveListPanel {
                 });
                 ui.horizontal(|ui| {
                     ui.add_space(16.0);
+                    if d.is_recorded() {
+                        ui.label(RichText::new("recorded (read only)").small().italics());
+                        return;
+                    }
                     let state_text = match &d.state {
                         DriveState::Fault(t) => format!("fault: {t}"),
                         s => s.label(),
@@ -87,6 +91,12 @@ impl DriveListPanel {
                 });
                 ui.horizontal(|ui| {
                     ui.add_space(16.0);
+                    if d.is_recorded() {
+                        if ui.small_button("Remove").on_hover_text("Close this recording").clicked() {
+                            remove = Some(i);
+                        }
+                        return;
+                    }
                     let connect_text = if d.is_running() { "Disconnect" } else { "Connect" };
                     if ui.small_button(connect_text).clicked() {
                         toggle_connect = Some(i);
@@ -102,7 +112,11 @@ impl DriveListPanel {
                         remove = Some(i);
                     }
                 });
-                ui.label(RichText::new(d.config.connection.describe()).small().weak());
+                let source = match &d.recorded_from {
+                    Some(path) => path.display().to_string(),
+                    None => d.config.connection.describe(),
+                };
+                ui.label(RichText::new(source).small().weak());
                 if let Some(identity) = &d.identity {
                     ui.label(RichText::new(identity).small().weak());
                 }

@@ -14,6 +14,11 @@ pub enum FileAction {
     Save,
     Open(PathBuf),
     SaveAs(PathBuf),
+    /// Record into a file chosen in a dialog.
+    RecordToDialog,
+    RecordTo(PathBuf),
+    OpenRecordingDialog,
+    OpenRecording(PathBuf),
 }
 
 pub struct FileDialogs {
@@ -56,6 +61,28 @@ impl FileDialogs {
                 .save_file()
                 .map(|p| if p.extension().is_none() { p.with_extension("ron") } else { p })
                 .map(FileAction::SaveAs)
+        });
+    }
+
+    pub fn record_to_dialog(&mut self, suggested: String) {
+        self.spawn(move || {
+            rfd::FileDialog::new()
+                .set_title("Record to")
+                .add_filter("CSV", &["csv"])
+                .set_file_name(suggested)
+                .save_file()
+                .map(|p| if p.extension().is_none() { p.with_extension("csv") } else { p })
+                .map(FileAction::RecordTo)
+        });
+    }
+
+    pub fn open_recording_dialog(&mut self) {
+        self.spawn(|| {
+            rfd::FileDialog::new()
+                .set_title("Open recording")
+                .add_filter("drivebench recording", &["csv"])
+                .pick_file()
+                .map(FileAction::OpenRecording)
         });
     }
 
