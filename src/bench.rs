@@ -498,6 +498,20 @@ impl Bench {
         Ok(())
     }
 
+    /// Samples kept per signal in the live stores.
+    pub fn history_capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Resizes every live drive's store (keeping the newest samples) and the stores of drives
+    /// added later.
+    pub fn set_history_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        for d in self.drives.iter().filter(|d| !d.is_recorded()) {
+            d.telemetry().set_capacity(capacity);
+        }
+    }
+
     /// Ends the recording: everything received is written and the file closed.
     pub fn stop_recording(&mut self) -> Option<Result<RecordSummary, RecordError>> {
         self.recording.take().map(Recording::stop)

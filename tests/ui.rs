@@ -405,3 +405,34 @@ fn record_a_run_then_open_the_recording_beside_the_live_drives() {
     // A recording is not part of the bench set-up.
     assert_eq!(app.current_project().drives.len(), 2);
 }
+
+#[test]
+fn the_history_setting_resizes_the_stores_and_goes_into_the_project() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+    step_until(&mut h, "samples arrive", |a| {
+        a.bench.drives[0].telemetry().series("speed_rpm").is_some_and(|s| s.len() > 100)
+    });
+    h.get_by_role_and_label(Role::Button, "Drives").click();
+    h.step();
+    h.step();
+    h.get_by_label("History…").click();
+    h.step();
+    h.step();
+    h.get_by_role_and_label(Role::SpinButton, "Keep:").focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::A);
+    h.get_by_role_and_label(Role::SpinButton, "Keep:").type_text("2");
+    h.key_press(Key::Enter);
+    h.step();
+    h.get_by_role_and_label(Role::Window, "History").get_by_label("Apply").click();
+    h.step();
+    let app = h.state();
+    assert_eq!(app.bench.history_capacity(), 120_000);
+    assert_eq!(app.current_project().history.samples_per_signal, 120_000);
+    assert!(app.bench.drives.iter().all(|d| d.telemetry().capacity() == 120_000));
+    // What was stored is kept.
+    assert!(app.bench.drives[0].telemetry().series("speed_rpm").unwrap().len() > 100);
+    h.step();
+    assert!(h.query_by_role_and_label(Role::Window, "History").is_none(), "the window closed");
+}

@@ -66,6 +66,26 @@ impl DriveTelemetry {
         self.signals = signals.to_vec();
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Changes how many samples each signal keeps; the newest ones are kept.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        if capacity == self.capacity {
+            return;
+        }
+        self.capacity = capacity;
+        for series in &mut self.series {
+            let mut resized = Series::new(capacity);
+            let skip = series.len().saturating_sub(capacity);
+            for (t_s, v) in series.samples_in(f64::NEG_INFINITY, f64::INFINITY).skip(skip) {
+                resized.push(t_s, v);
+            }
+            *series = resized;
+        }
+    }
+
     /// Appends a batch (samples of unknown signals are ignored).
     pub fn push(&mut self, samples: &[Sample]) {
         self.received += samples.len() as u64;
@@ -150,6 +170,8 @@ mod tests {
         assert_eq!(t.series("b").unwrap().len(), 1);
         assert_eq!(t.received, 3);
         assert_eq!(t.time_span(), Some((0.0, 1.0)));
+        t.set_capacity(1);
+        assert_eq!(t.series("a").unwrap().samples_in(0.0, 9.0).collect::<Vec<_>>(), vec![(0.0, 1.0)]);
         t.set_signals(&[spec("c")]);
         assert!(t.series("a").is_none());
         assert!(t.series("c").unwrap().is_empty());

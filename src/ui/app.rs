@@ -18,6 +18,7 @@ use super::console::ConsolePanel;
 use super::control::ControlPanel;
 use super::drive_list::{DriveListPanel, ListAction};
 use super::files::{FileAction, FileDialogs};
+use super::history::HistoryDialog;
 use super::params::ParamsPanel;
 use super::plots::PlotsPanel;
 use super::serial::SerialDialog;
@@ -71,6 +72,7 @@ pub struct BenchApp {
     pub status: StatusBar,
     pub serial_dialog: SerialDialog,
     pub console: ConsolePanel,
+    pub history: HistoryDialog,
     /// The console panel under the plots, for the selected serial drive.
     pub show_console: bool,
     /// What the last recording wrote (or why it failed), shown beside the Record button.
@@ -108,6 +110,7 @@ impl BenchApp {
             status: StatusBar::default(),
             serial_dialog: SerialDialog::default(),
             console: ConsolePanel::default(),
+            history: HistoryDialog::default(),
             show_console: true,
             last_recording: None,
             loading: Vec::new(),
@@ -275,7 +278,10 @@ impl BenchApp {
                     text.push_str(&format!(" — {} samples LOST (the disk could not keep up)", s.lost));
                 }
                 if s.unrecorded > 0 {
-                    text.push_str(&format!(" — {} samples of signals added during the run have no column", s.unrecorded));
+                    text.push_str(&format!(
+                        " — {} samples of signals added during the run have no column",
+                        s.unrecorded
+                    ));
                 }
                 text
             }
@@ -347,6 +353,12 @@ impl BenchApp {
             self.selected = Some(id);
         }
         let _ = span;
+    }
+
+    /// Samples kept per signal: a project setting, applied to the running stores now.
+    pub fn set_history_capacity(&mut self, samples: usize) {
+        self.bench.set_history_capacity(samples);
+        self.project.history.samples_per_signal = samples;
     }
 
     /// E-STOP: every drive, at once.
@@ -520,6 +532,9 @@ impl BenchApp {
         egui::CentralPanel::default().show(ui, |ui| {
             self.plots.ui(ui, &self.bench);
         });
+        if let Some(samples) = self.history.ui(&ctx, &self.bench) {
+            self.set_history_capacity(samples);
+        }
         if let Some((name, connection)) = self.serial_dialog.ui(&ctx) {
             self.add_serial_drive(name, connection);
         }
@@ -638,6 +653,9 @@ impl BenchApp {
                 self.open_serial_dialog();
             }
             ui.checkbox(&mut self.show_console, "Show serial console");
+            if ui.button("History…").clicked() {
+                self.history.show(&self.bench);
+            }
             if ui.button("Connect all").clicked() {
                 self.bench.connect_all();
             }

@@ -6,6 +6,7 @@ pub mod console;
 pub mod control;
 pub mod drive_list;
 pub mod files;
+pub mod history;
 pub mod params;
 pub mod plots;
 pub mod serial;

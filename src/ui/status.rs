@@ -35,7 +35,13 @@ impl StatusBar {
                 ui.label(label);
                 ui.separator();
             }
-            ui.label(format!("telemetry {:.1} MB", bench.memory_bytes() as f64 / 1e6));
+            let signals: usize = bench.drives.iter().map(|d| d.signals.len()).sum();
+            let full = (bench.history_capacity() * signals) as f64 * 17.5 / 1e6;
+            ui.label(format!("telemetry {:.1} MB", bench.memory_bytes() as f64 / 1e6)).on_hover_text(format!(
+                "History: {} samples per signal ({:.1} min at 1 kHz), ≈ {full:.0} MB when full. Drives ▸ History… changes it.",
+                bench.history_capacity(),
+                bench.history_capacity() as f64 / 60_000.0
+            ));
             ui.separator();
             ui.label(format!("frame {:.2} ms", self.frame_ms));
             if let Some(t) = self.last_estop_s {
