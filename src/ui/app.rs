@@ -34,6 +34,9 @@ pub const SHORTCUT_NEW: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMM
 pub const SHORTCUT_OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
 pub const SHORTCUT_SAVE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
 
+/// A recording read on a background thread.
+type LoadResult = Result<Vec<RecordedTelemetry>, PlaybackError>;
+
 /// A message in the error window (e.g. a project that failed to load).
 #[derive(Debug, Clone)]
 pub struct Notice {
@@ -78,7 +81,7 @@ pub struct BenchApp {
     /// What the last recording wrote (or why it failed), shown beside the Record button.
     pub last_recording: Option<String>,
     /// Recordings being read on a background thread.
-    loading: Vec<(PathBuf, Receiver<Result<Vec<RecordedTelemetry>, PlaybackError>>)>,
+    loading: Vec<(PathBuf, Receiver<LoadResult>)>,
     files: FileDialogs,
     repaint: Option<RepaintFn>,
     frame: u64,
