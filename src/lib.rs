@@ -7,6 +7,7 @@ pub mod console;
 pub mod drive;
 pub mod headless;
 pub mod link;
+pub mod loadtest;
 pub mod project;
 pub mod protocol;
 pub mod sim;

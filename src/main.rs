@@ -49,6 +49,28 @@ enum Cmd {
     /// device path to connect to as the first line, then serves until killed. SIGUSR1 makes
     /// the drive latch a fault.
     Emulate(EmulateArgs),
+    /// End-to-end load test: N emulated Serial Plotter drives (each line numbered) on
+    /// pseudo-terminals, the window open, everything recorded; proves from the line counters
+    /// that nothing was lost and reports UI CPU per frame and process CPU. Run it in a desktop
+    /// session or under xvfb-run. Exits non-zero if any line was lost.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 8)]
+    drives: usize,
+    /// Lines per second per drive.
+    #[arg(long, default_value_t = 1000.0, value_name = "HZ")]
+    rate: f64,
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// The recording (default: drivebench-load.csv in the temporary directory).
+    #[arg(long, value_name = "OUT.csv")]
+    csv: Option<PathBuf>,
+    /// Minimise the window from A to B seconds into the run (repeatable), e.g. `60-240`.
+    #[arg(long, value_name = "A-B")]
+    minimize: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -92,6 +114,9 @@ struct EmulateArgs {
     /// Modbus: the unit address the drive answers to.
     #[arg(long, default_value_t = 1)]
     unit: u8,
+    /// Plotter: end each line with `seq:N`, a line counter that proves no line was lost.
+    #[arg(long)]
+    counter: bool,
     /// Seed of the simulated drive's measurement noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -149,6 +174,7 @@ fn main() -> ExitCode {
         Some(Cmd::Params(args)) => params(args),
         Some(Cmd::Ports) => ports(),
         Some(Cmd::Emulate(args)) => emulate(args),
+        Some(Cmd::Bench(args)) => load_bench(args),
         None => gui(cli.project.as_deref(), cli.screenshot, cli.frames),
     };
     match result {
@@ -295,6 +321,13 @@ fn emulate(args: EmulateArgs) -> Result<()> {
     }
     let config = SimConfig { seed: args.seed, ..SimConfig::default() };
     let mut emulator = Emulator::new(&protocol, args.rate, &config).map_err(|e| anyhow::anyhow!(e))?;
+    if args.counter {
+        if protocol != Protocol::Plotter {
+            bail!("--counter is for --protocol plotter");
+        }
+        let device = drivebench::sim::device::plotter::PlotterDevice::new(args.rate).with_counter();
+        emulator = emulator.with_device(Box::new(device));
+    }
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", emulator.path())?;
     stdout.flush()?;
@@ -311,4 +344,66 @@ fn emulate(args: EmulateArgs) -> Result<()> {
         .context("cannot install the SIGUSR1 handler")?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     emulator.run(&stop).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn load_bench(args: BenchArgs) -> Result<()> {
+    use drivebench::loadtest::{Emulators, LoadOptions, LoadRun, project_for};
+    if args.drives == 0 || args.drives > 64 {
+        bail!("--drives must be between 1 and 64");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!("--seconds must be positive");
+    }
+    let mut minimized = Vec::new();
+    for w in &args.minimize {
+        let parsed = w
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
+        match parsed {
+            Some((a, b)) if a < b => minimized.push((a, b)),
+            _ => bail!("--minimize {w}: expected A-B in seconds, A < B"),
+        }
+    }
+    let opts = LoadOptions {
+        drives: args.drives,
+        rate_hz: args.rate,
+        seconds: args.seconds,
+        csv: args.csv.unwrap_or_else(|| std::env::temp_dir().join("drivebench-load.csv")),
+        minimized,
+    };
+    let exe = std::env::current_exe().context("cannot find the drivebench executable")?;
+    let emulators = Emulators::spawn(&exe, opts.drives, opts.rate_hz)?;
+    let project = project_for(&emulators.paths, &opts);
+    let result: drivebench::ui::LoadResult = Arc::new(Mutex::new(None));
+    let run = LoadRun::new(opts);
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("drivebench — load test")
+            .with_inner_size([1280.0, 800.0]),
+        renderer: eframe::Renderer::Glow,
+        persist_window: false,
+        ..Default::default()
+    };
+    let shared = result.clone();
+    eframe::run_native(
+        "drivebench",
+        options,
+        Box::new(move |cc| Ok(Box::new(DrivebenchApp::new(cc, project, None, None).with_load(run, shared)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    drop(emulators);
+    let outcome = result.lock().map_err(|_| anyhow::anyhow!("load test state poisoned"))?.take();
+    let report = match outcome {
+        Some(Ok(report)) => report,
+        Some(Err(e)) => bail!("load test failed: {e}"),
+        None => bail!("the window closed before the load test finished"),
+    };
+    println!("{report}");
+    if report.lost() > 0 {
+        bail!("{} samples lost", report.lost());
+    }
+    if !report.silent().is_empty() {
+        bail!("no data from {}", report.silent().join(", "));
+    }
+    Ok(())
 }

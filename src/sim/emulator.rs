@@ -50,6 +50,12 @@ impl Emulator {
         })
     }
 
+    /// Serves `device` instead of the protocol's default device side.
+    pub fn with_device(mut self, device: Box<dyn Device>) -> Self {
+        self.device = device;
+        self
+    }
+
     /// A flag that, once set, makes the emulated drive latch a fault as its protocol shows it
     /// (`drivebench emulate` sets it on SIGUSR1).
     pub fn fault_request(&self) -> Arc<AtomicBool> {

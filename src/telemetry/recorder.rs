@@ -57,7 +57,8 @@ pub struct CsvRecorder<W: Write> {
     writer: csv::Writer<W>,
     drives: Vec<DriveColumns>,
     width: usize,
-    pending: BTreeMap<(TimeKey, usize), Vec<Option<f64>>>,
+    /// Rows waiting for the watermark, by time, drive and frame within that time.
+    pending: BTreeMap<(TimeKey, usize, u32), Vec<Option<f64>>>,
     header_written: bool,
     rows_written: u64,
     /// A drive silent for this long (wall clock) no longer holds back the others.
@@ -130,7 +131,9 @@ impl<W: Write> CsvRecorder<W> {
         self.stall = stall;
     }
 
-    /// Adds a batch from one drive; samples with the same time form one row.
+    /// Adds a batch from one drive. Samples with the same time form one row, unless a signal
+    /// repeats: then it is a further frame with that time (several lines that arrived in
+    /// one read share a timestamp) and gets a row of its own, so no value overwrites another.
     pub fn add(&mut self, drive: &str, samples: &[Sample]) -> Result<(), RecordError> {
         let index = self
             .drives
@@ -142,9 +145,17 @@ impl<W: Write> CsvRecorder<W> {
             if !s.t_s.is_finite() || s.signal as usize >= n_signals {
                 continue;
             }
-            let row =
-                self.pending.entry((TimeKey::new(s.t_s), index)).or_insert_with(|| vec![None; n_signals]);
-            row[s.signal as usize] = Some(s.value);
+            let key = TimeKey::new(s.t_s);
+            let mut frame = 0u32;
+            loop {
+                let row = self.pending.entry((key, index, frame)).or_insert_with(|| vec![None; n_signals]);
+                let cell = &mut row[s.signal as usize];
+                if cell.is_none() {
+                    *cell = Some(s.value);
+                    break;
+                }
+                frame += 1;
+            }
             let d = &mut self.drives[index];
             if s.t_s > d.newest_s {
                 d.newest_s = s.t_s;
@@ -174,7 +185,7 @@ impl<W: Write> CsvRecorder<W> {
         self.write_header()?;
         let mut line = vec![String::new(); self.width + 1];
         while let Some(entry) = self.pending.first_entry() {
-            let (key, index) = *entry.key();
+            let (key, index, _) = *entry.key();
             if !all && key.seconds() >= watermark {
                 break;
             }
@@ -245,6 +256,18 @@ mod tests {
         assert_eq!(rec.late_rows(), 0);
         let text = String::from_utf8(rec.finish().unwrap()).unwrap();
         assert_eq!(text, "time_s,a.x,a.y,b.z\n0.000000,1,2,\n0.001000,,,9.5\n0.002000,3,4,\n0.003000,,,9\n");
+    }
+
+    #[test]
+    fn frames_that_share_a_timestamp_each_get_a_row() {
+        // Two lines read in one chunk carry the same time: both must be written.
+        let drives = vec![("a".to_owned(), specs(&["x", "y"])), ("b".to_owned(), specs(&["z"]))];
+        let mut rec = CsvRecorder::new(Vec::new(), &drives);
+        rec.add("a", &[frame(0.5, &[1.0, 2.0]), frame(0.5, &[3.0, 4.0])].concat()).unwrap();
+        rec.add("b", &frame(0.5, &[9.0])).unwrap();
+        rec.add("a", &frame(0.5, &[5.0])).unwrap();
+        let text = String::from_utf8(rec.finish().unwrap()).unwrap();
+        assert_eq!(text, "time_s,a.x,a.y,b.z\n0.500000,1,2,\n0.500000,3,4,\n0.500000,5,,\n0.500000,,,9\n");
     }
 
     #[test]

@@ -18,12 +18,18 @@ use std::time::Duration;
 
 pub use app::{BenchApp, DemoScript};
 
+use crate::loadtest::{
+    LoadReport, LoadRun, counter_gaps, csv_counters, process_cpu, resident_bytes, thread_cpu,
+};
 use crate::project::Project;
 
 const RECENT_KEY: &str = "recent_projects";
 
 /// Outcome of `--screenshot`, shared with the screenshot callback.
 pub type ScreenshotResult = Arc<Mutex<Option<Result<PathBuf, String>>>>;
+
+/// Outcome of `drivebench bench`, filled in when the run ends.
+pub type LoadResult = Arc<Mutex<Option<Result<LoadReport, String>>>>;
 
 /// Where and when to capture the window in screenshot mode.
 pub struct ScreenshotPlan {
@@ -37,6 +43,9 @@ pub struct DrivebenchApp {
     pub app: BenchApp,
     screenshot: Option<ScreenshotPlan>,
     requested: bool,
+    load: Option<(LoadRun, LoadResult)>,
+    /// CPU time of this frame's logic pass, added to the frame's ui pass.
+    logic_cpu: std::time::Duration,
 }
 
 impl DrivebenchApp {
@@ -60,17 +69,137 @@ impl DrivebenchApp {
             let frames = plan.frames;
             app = app.with_script(DemoScript { frames, enabled_at_s: None });
         }
-        DrivebenchApp { app, screenshot, requested: false }
+        DrivebenchApp { app, screenshot, requested: false, load: None, logic_cpu: Duration::ZERO }
+    }
+
+    /// Runs the load test of `drivebench bench` in this window.
+    pub fn with_load(mut self, run: LoadRun, result: LoadResult) -> Self {
+        self.load = Some((run, result));
+        self
+    }
+
+    /// The load test's phases: wait for every drive, record, minimise when asked, finish.
+    fn drive_load(&mut self, ctx: &egui::Context) {
+        let Some((run, result)) = &mut self.load else { return };
+        if run.done {
+            return;
+        }
+        ctx.request_repaint_after(Duration::from_millis(100));
+        let bench = &self.app.bench;
+        let Some(since) = run.recording_since else {
+            let ready = bench.drives.iter().all(|d| {
+                d.state.is_connected()
+                    && d.telemetry().series(crate::loadtest::SEQ).is_some_and(|s| s.len() > 10)
+            });
+            if ready {
+                if self.app.start_recording(Some(run.opts.csv.clone())) {
+                    run.recording_since = Some(std::time::Instant::now());
+                    run.cpu_at_start = process_cpu();
+                } else {
+                    run.done = true;
+                    *result.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Err("cannot start the recording".into()));
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            } else if run.started.elapsed() > Duration::from_secs(30) {
+                run.done = true;
+                let states: Vec<String> =
+                    bench.drives.iter().map(|d| format!("{}: {}", d.name(), d.state.label())).collect();
+                *result.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Err(format!("the drives did not all stream within 30 s ({})", states.join(", "))));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            return;
+        };
+        let t_s = since.elapsed().as_secs_f64();
+        let now = std::time::Instant::now();
+        let minimized = ctx.input(|i| i.viewport().minimized) == Some(true);
+        if let Some(last) = run.last_minimized_check
+            && minimized
+        {
+            run.frames.minimized_s += now.duration_since(last).as_secs_f64();
+        }
+        run.last_minimized_check = Some(now);
+        let wants = run.wants_minimized(t_s) && t_s < run.opts.seconds;
+        if wants != run.minimized_now {
+            run.minimized_now = wants;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(wants));
+            if !wants {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+            }
+        }
+        if t_s < run.opts.seconds {
+            return;
+        }
+        run.done = true;
+        let wall = since.elapsed().as_secs_f64();
+        let cpu = (process_cpu() - run.cpu_at_start).as_secs_f64();
+        let summary = self.app.bench.stop_recording();
+        let outcome = (|| -> Result<LoadReport, String> {
+            let summary = summary.ok_or("no recording ran")?.map_err(|e| e.to_string())?;
+            let in_csv = csv_counters(&summary.path).map_err(|e| e.to_string())?;
+            let mut per_drive = Vec::new();
+            for d in &self.app.bench.drives {
+                let telemetry = d.telemetry();
+                let seqs = telemetry
+                    .series(crate::loadtest::SEQ)
+                    .map(|s| {
+                        s.samples_in(f64::NEG_INFINITY, f64::INFINITY).map(|(_, v)| v).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let (lines, lost) = counter_gaps(seqs);
+                let (csv_lines, csv_lost) =
+                    in_csv.iter().find(|(n, _, _)| n == d.name()).map_or((0, 0), |(_, l, g)| (*l, *g));
+                per_drive.push((d.name().to_owned(), lines, lost, csv_lines, csv_lost));
+            }
+            Ok(LoadReport {
+                drives: run.opts.drives,
+                rate_hz: run.opts.rate_hz,
+                seconds: wall,
+                per_drive,
+                frames: run.frames.clone(),
+                process_cpu_pct: 100.0 * cpu / wall,
+                resident_mb: resident_bytes() as f64 / 1e6,
+                csv: summary.path.clone(),
+                csv_mb: summary.bytes as f64 / 1e6,
+                recorder_lost: summary.lost,
+            })
+        })();
+        *result.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
 }
 
 impl eframe::App for DrivebenchApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let started = self.load.as_ref().map(|_| thread_cpu());
         self.app.logic(ctx);
+        if let Some(t0) = started {
+            self.logic_cpu += thread_cpu() - t0;
+            if let Some((run, _)) = &mut self.load
+                && run.recording_since.is_some()
+                && run.minimized_now
+            {
+                run.frames.minimized_frames += 1;
+            }
+            self.drive_load(ctx);
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let started = self.load.as_ref().map(|_| thread_cpu());
         self.app.ui(ui);
+        if let (Some(t0), Some((run, _))) = (started, &mut self.load) {
+            let now = thread_cpu();
+            if run.recording_since.is_some() && !run.done {
+                run.frames.app_ms.push((now - t0 + self.logic_cpu).as_secs_f64() * 1e3);
+                if let Some(prev) = run.last_thread_cpu {
+                    run.frames.thread_ms.push((t0 - prev).as_secs_f64() * 1e3);
+                }
+            }
+            run.last_thread_cpu = Some(t0);
+            self.logic_cpu = Duration::ZERO;
+        }
         let ctx = ui.ctx().clone();
         let Some(plan) = &self.screenshot else { return };
         // Paced frames so that N frames span real time and the plots fill.

@@ -17,13 +17,22 @@ pub struct PlotterDevice {
     next_line_s: f64,
     started: bool,
     line: Vec<u8>,
+    /// With a counter, each line ends in `seq:N` (N = lines printed before it), so a host can
+    /// prove it lost no line.
+    seq: Option<u64>,
 }
 
 impl PlotterDevice {
     /// `rate_hz`: telemetry lines per second (clamped to 1 Hz … 10 kHz).
     pub fn new(rate_hz: f64) -> Self {
         let rate = if rate_hz.is_finite() { rate_hz.clamp(1.0, 10_000.0) } else { 100.0 };
-        PlotterDevice { period_s: 1.0 / rate, next_line_s: 0.0, started: false, line: Vec::new() }
+        PlotterDevice { period_s: 1.0 / rate, next_line_s: 0.0, started: false, line: Vec::new(), seq: None }
+    }
+
+    /// Adds a `seq` label counting the lines printed.
+    pub fn with_counter(mut self) -> Self {
+        self.seq = Some(0);
+        self
     }
 
     fn command(&mut self, line: &str, drive: &mut SimDrive, out: &mut Vec<u8>) {
@@ -74,20 +83,26 @@ impl Device for PlotterDevice {
             let _ = drive.enable();
             self.next_line_s = now_s;
         }
-        if now_s < self.next_line_s {
-            return;
-        }
-        self.next_line_s += self.period_s;
         if self.next_line_s < now_s - 0.1 {
             // Held up: do not print a burst of stale lines.
-            self.next_line_s = now_s + self.period_s;
+            self.next_line_s = now_s;
         }
-        let f = latest;
-        let line = format!(
-            "speed_rpm:{:.2},current_a:{:.3},position_rev:{:.4},voltage_v:{:.2},temperature_c:{:.2}\r\n",
-            f.speed_rpm, f.current_a, f.position_rev, f.voltage_v, f.temperature_c
-        );
-        out.extend_from_slice(line.as_bytes());
+        // Every line that fell due since the last tick (ticks are about 1 ms apart, lines can
+        // be closer).
+        while now_s >= self.next_line_s {
+            self.next_line_s += self.period_s;
+            let f = latest;
+            let line = format!(
+                "speed_rpm:{:.2},current_a:{:.3},position_rev:{:.4},voltage_v:{:.2},temperature_c:{:.2}",
+                f.speed_rpm, f.current_a, f.position_rev, f.voltage_v, f.temperature_c
+            );
+            out.extend_from_slice(line.as_bytes());
+            if let Some(seq) = &mut self.seq {
+                out.extend_from_slice(format!(",seq:{seq}").as_bytes());
+                *seq += 1;
+            }
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -122,8 +137,28 @@ mod tests {
         assert!(!drive.is_enabled());
         assert!(String::from_utf8_lossy(&out).starts_with("? commands"));
         dev.receive(b"speed -3", 1.0, &mut drive, &mut out);
+        assert!(!lines[0].contains("seq"));
         dev.receive(b"00\n", 1.0, &mut drive, &mut out);
         assert!(drive.is_enabled());
         assert_eq!(drive.setpoint(), -300.0);
+    }
+
+    #[test]
+    fn the_counter_numbers_every_line_and_lines_come_at_the_rate_even_with_slow_ticks() {
+        let mut drive = SimDrive::new(&SimConfig::default());
+        let mut dev = PlotterDevice::new(1000.0).with_counter();
+        let mut out = Vec::new();
+        let latest = TelemetryFrame::default();
+        // Ticks every 1.3 ms for one second: still 1000 lines (±1), numbered without a gap.
+        for k in 0..770 {
+            dev.tick(k as f64 * 0.0013, &mut drive, &latest, &mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        let seqs: Vec<u64> = text
+            .split_terminator("\r\n")
+            .map(|l| l.rsplit_once("seq:").unwrap().1.parse().unwrap())
+            .collect();
+        assert!((999..=1002).contains(&seqs.len()), "{} lines", seqs.len());
+        assert!(seqs.iter().enumerate().all(|(i, &s)| s == i as u64));
     }
 }

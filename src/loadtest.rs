@@ -1,0 +1,358 @@
+//! `drivebench bench`: the end-to-end load test. It starts N emulated drives (Serial Plotter
+//! sketches at a given line rate, each line numbered by a `seq` counter) on pseudo-terminals,
+//! opens the real window on a bench of those drives, records everything for a while —
+//! optionally minimising the window part of the time — and then proves from the counters that
+//! no line was lost, both in the live store and in the CSV. It also measures the UI thread's
+//! CPU time per frame and the process CPU use.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::link::SerialSettings;
+use crate::project::{Connection, DriveConfig, PlotConfig, Project, SerialConnection};
+use crate::protocol::Protocol;
+
+/// The counter label the emulated sketches print.
+pub const SEQ: &str = "seq";
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub drives: usize,
+    pub rate_hz: f64,
+    pub seconds: f64,
+    /// Where the recording goes.
+    pub csv: PathBuf,
+    /// Windows of the run (seconds after the recording started) with the window minimised.
+    pub minimized: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot start the emulator `{exe}`: {source}")]
+    Spawn { exe: PathBuf, source: std::io::Error },
+    #[error("the emulator did not print its device path: {0}")]
+    NoPath(String),
+    #[error("cannot read the recording {path}: {why}")]
+    Csv { path: PathBuf, why: String },
+}
+
+/// Emulator processes; killed when dropped.
+pub struct Emulators {
+    children: Vec<Child>,
+    pub paths: Vec<String>,
+}
+
+impl Emulators {
+    /// Starts `n` `drivebench emulate --protocol plotter --counter` processes of `exe`.
+    pub fn spawn(exe: &Path, n: usize, rate_hz: f64) -> Result<Emulators, LoadError> {
+        let mut emulators = Emulators { children: Vec::new(), paths: Vec::new() };
+        for i in 0..n {
+            let mut child = Process::new(exe)
+                .args(["emulate", "--protocol", "plotter", "--counter", "--rate"])
+                .arg(rate_hz.to_string())
+                .args(["--seed", &(i + 1).to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|source| LoadError::Spawn { exe: exe.to_owned(), source })?;
+            let mut line = String::new();
+            if let Some(stdout) = child.stdout.take() {
+                let _ = BufReader::new(stdout).read_line(&mut line);
+            }
+            emulators.children.push(child);
+            let path = line.trim().to_owned();
+            if path.is_empty() {
+                return Err(LoadError::NoPath(format!("emulator {} printed nothing", i + 1)));
+            }
+            emulators.paths.push(path);
+        }
+        Ok(emulators)
+    }
+}
+
+impl Drop for Emulators {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A bench of Serial Plotter drives on `paths`, with a history long enough for the whole run.
+pub fn project_for(paths: &[String], opts: &LoadOptions) -> Project {
+    let mut project = Project::default();
+    for (i, path) in paths.iter().enumerate() {
+        project.drives.push(DriveConfig {
+            name: format!("sketch{}", i + 1),
+            connection: Connection::Serial(SerialConnection {
+                link: SerialSettings::new(path, 921_600),
+                protocol: Protocol::Plotter,
+            }),
+            ..DriveConfig::default()
+        });
+    }
+    let needed = ((opts.seconds + 30.0) * opts.rate_hz) as usize;
+    project.history.samples_per_signal = project.history.samples_per_signal.max(needed);
+    project.plot.plots.push(PlotConfig {
+        title: "Temperature".into(),
+        unit: "°C".into(),
+        signals: vec!["temperature_c".into()],
+    });
+    project.plot.hidden = paths.iter().enumerate().map(|(i, _)| format!("sketch{}.{SEQ}", i + 1)).collect();
+    project
+}
+
+/// Gaps in a line counter: numbers that should have come between the first and the last.
+pub fn counter_gaps(seqs: impl IntoIterator<Item = f64>) -> (u64, u64) {
+    let mut lines = 0;
+    let mut lost = 0;
+    let mut prev: Option<f64> = None;
+    for s in seqs {
+        lines += 1;
+        if let Some(p) = prev {
+            let step = s - p;
+            if step > 1.0 {
+                lost += (step - 1.0) as u64;
+            }
+        }
+        prev = Some(s);
+    }
+    (lines, lost)
+}
+
+/// Per-drive line counts and gaps in a recording's `DRIVE.seq` columns.
+pub fn csv_counters(path: &Path) -> Result<Vec<(String, u64, u64)>, LoadError> {
+    let err = |why: String| LoadError::Csv { path: path.to_owned(), why };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
+    let headers = reader.headers().map_err(|e| err(e.to_string()))?.clone();
+    let columns: Vec<(usize, String)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_suffix(&format!(".{SEQ}")).map(|d| (i, d.to_owned())))
+        .collect();
+    let mut seqs: Vec<Vec<f64>> = vec![Vec::new(); columns.len()];
+    for row in reader.records() {
+        let row = row.map_err(|e| err(e.to_string()))?;
+        for (k, (i, _)) in columns.iter().enumerate() {
+            if let Some(v) = row.get(*i).filter(|c| !c.is_empty()) {
+                seqs[k].push(v.parse().map_err(|_| err(format!("`{v}` is not a counter")))?);
+            }
+        }
+    }
+    Ok(columns
+        .into_iter()
+        .zip(seqs)
+        .map(|((_, drive), s)| {
+            let (lines, lost) = counter_gaps(s);
+            (drive, lines, lost)
+        })
+        .collect())
+}
+
+/// CPU time of the calling thread.
+pub fn thread_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time of the whole process (every thread).
+pub fn process_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let ok = unsafe { libc::clock_gettime(clock, &mut ts) } == 0;
+    if ok { Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32) } else { Duration::ZERO }
+}
+
+/// Resident memory of this process, in bytes.
+pub fn resident_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+/// The p-quantile (0..=1) of `values` (sorted in place), nearest rank.
+pub fn quantile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+/// What the UI thread measures during a run.
+#[derive(Debug, Default, Clone)]
+pub struct FrameStats {
+    /// CPU time of drivebench's own per-frame code (event pump, panels, plot queries), ms.
+    pub app_ms: Vec<f64>,
+    /// CPU time of the UI thread from one frame to the next (includes egui's tessellation and
+    /// the GL calls; not the software rasteriser's own threads), ms.
+    pub thread_ms: Vec<f64>,
+    /// Frames that ran with the window minimised.
+    pub minimized_frames: u64,
+    /// Seconds the window system reported the window minimised.
+    pub minimized_s: f64,
+}
+
+/// The outcome of a load run.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub drives: usize,
+    pub rate_hz: f64,
+    pub seconds: f64,
+    /// Per drive: name, lines in the live store, lines lost in the store, lines in the CSV,
+    /// lines lost in the CSV.
+    pub per_drive: Vec<(String, u64, u64, u64, u64)>,
+    pub frames: FrameStats,
+    pub process_cpu_pct: f64,
+    pub resident_mb: f64,
+    pub csv: PathBuf,
+    pub csv_mb: f64,
+    pub recorder_lost: u64,
+}
+
+impl LoadReport {
+    pub fn lost(&self) -> u64 {
+        self.recorder_lost + self.per_drive.iter().map(|d| d.2 + d.4).sum::<u64>()
+    }
+
+    /// Drives whose counter never reached the store or the file.
+    pub fn silent(&self) -> Vec<&str> {
+        self.per_drive.iter().filter(|d| d.1 == 0 || d.3 == 0).map(|d| d.0.as_str()).collect()
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} emulated drives × {} lines/s for {:.0} s (GUI open)",
+            self.drives, self.rate_hz, self.seconds
+        )?;
+        for (name, store, store_lost, csv, csv_lost) in &self.per_drive {
+            writeln!(
+                f,
+                "  {name}: {store} lines in the store ({store_lost} lost), {csv} in the CSV ({csv_lost} lost)"
+            )?;
+        }
+        let mut app = self.frames.app_ms.clone();
+        let mut thread = self.frames.thread_ms.clone();
+        writeln!(
+            f,
+            "UI frames: {} ({} while minimised; minimised {:.0} s)",
+            app.len(),
+            self.frames.minimized_frames,
+            self.frames.minimized_s
+        )?;
+        writeln!(
+            f,
+            "drivebench code per frame: p50 {:.2} ms, p99 {:.2} ms; UI thread CPU per frame: p50 {:.2} ms, p99 {:.2} ms",
+            quantile(&mut app, 0.5),
+            quantile(&mut app, 0.99),
+            quantile(&mut thread, 0.5),
+            quantile(&mut thread, 0.99)
+        )?;
+        writeln!(
+            f,
+            "process CPU {:.0} % of one core (all threads, incl. software GL), resident {:.0} MB",
+            self.process_cpu_pct, self.resident_mb
+        )?;
+        writeln!(
+            f,
+            "recording {} ({:.1} MB), recorder lost {}",
+            self.csv.display(),
+            self.csv_mb,
+            self.recorder_lost
+        )?;
+        write!(f, "samples lost: {}", self.lost())
+    }
+}
+
+/// Phases of a run, driven from the app's logic pass (which eframe runs even while the window
+/// is minimised).
+#[derive(Debug)]
+pub struct LoadRun {
+    pub opts: LoadOptions,
+    pub started: Instant,
+    pub recording_since: Option<Instant>,
+    pub cpu_at_start: Duration,
+    pub frames: FrameStats,
+    pub minimized_now: bool,
+    pub last_thread_cpu: Option<Duration>,
+    pub last_minimized_check: Option<Instant>,
+    pub done: bool,
+}
+
+impl LoadRun {
+    pub fn new(opts: LoadOptions) -> Self {
+        LoadRun {
+            opts,
+            started: Instant::now(),
+            recording_since: None,
+            cpu_at_start: process_cpu(),
+            frames: FrameStats::default(),
+            minimized_now: false,
+            last_thread_cpu: None,
+            last_minimized_check: None,
+            done: false,
+        }
+    }
+
+    /// Whether the window should be minimised `t_s` seconds into the recording.
+    pub fn wants_minimized(&self, t_s: f64) -> bool {
+        self.opts.minimized.iter().any(|&(a, b)| t_s >= a && t_s < b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_gaps_count_missing_lines_only() {
+        assert_eq!(counter_gaps([5.0, 6.0, 7.0]), (3, 0));
+        assert_eq!(counter_gaps([5.0, 6.0, 9.0, 10.0]), (4, 2));
+        assert_eq!(counter_gaps(Vec::<f64>::new()), (0, 0));
+    }
+
+    #[test]
+    fn csv_counters_find_gaps_per_drive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "time_s,a.speed_rpm,a.seq,b.seq\n0,1,0,\n0.1,,,7\n0.2,1,1,8\n0.3,1,3,\n")
+            .unwrap();
+        let c = csv_counters(&path).unwrap();
+        assert_eq!(c, vec![("a".to_owned(), 3, 1), ("b".to_owned(), 2, 0)]);
+    }
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&mut v, 0.5), 50.0);
+        assert_eq!(quantile(&mut v, 0.99), 99.0);
+        assert!(quantile(&mut [], 0.5).is_nan());
+    }
+
+    #[test]
+    fn cpu_clocks_advance_with_work() {
+        let t0 = thread_cpu();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu() > t0);
+        assert!(process_cpu() >= thread_cpu());
+        assert!(resident_bytes() > 1_000_000);
+    }
+}
