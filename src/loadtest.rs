@@ -56,7 +56,7 @@ impl Emulators {
                 .arg(rate_hz.to_string())
                 .args(["--seed", &(i + 1).to_string()])
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|source| LoadError::Spawn { exe: exe.to_owned(), source })?;
             let mut line = String::new();
@@ -71,6 +71,29 @@ impl Emulators {
             emulators.paths.push(path);
         }
         Ok(emulators)
+    }
+}
+
+impl Emulators {
+    /// Stops every emulator (SIGTERM) and returns the bytes each dropped because the host did
+    /// not read them in time (`None` where it did not say).
+    pub fn finish(mut self) -> Vec<Option<u64>> {
+        let mut dropped = Vec::new();
+        for c in &mut self.children {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let mut text = String::new();
+            if let Some(mut err) = c.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            }
+            let _ = c.wait();
+            let bytes = text.lines().rev().find_map(|l| {
+                l.split_once("stopped; ").and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+            });
+            dropped.push(bytes);
+        }
+        self.children.clear();
+        dropped
     }
 }
 

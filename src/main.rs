@@ -342,8 +342,17 @@ fn emulate(args: EmulateArgs) -> Result<()> {
     // `kill -USR1 <pid>`.
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, emulator.fault_request())
         .context("cannot install the SIGUSR1 handler")?;
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    emulator.run(&stop).map_err(|e| anyhow::anyhow!(e))
+    // SIGTERM and SIGINT end the run cleanly, with a word on bytes the host did not take.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install a signal handler")?;
+    }
+    emulator.run(&stop).map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!(
+        "drivebench: emulator stopped; {} bytes were dropped because the host did not read them in time",
+        emulator.dropped_bytes()
+    );
+    Ok(())
 }
 
 fn load_bench(args: BenchArgs) -> Result<()> {
@@ -391,7 +400,7 @@ fn load_bench(args: BenchArgs) -> Result<()> {
         Box::new(move |cc| Ok(Box::new(DrivebenchApp::new(cc, project, None, None).with_load(run, shared)))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
-    drop(emulators);
+    let emulator_drops = emulators.finish();
     let outcome = result.lock().map_err(|_| anyhow::anyhow!("load test state poisoned"))?.take();
     let report = match outcome {
         Some(Ok(report)) => report,
@@ -399,6 +408,12 @@ fn load_bench(args: BenchArgs) -> Result<()> {
         None => bail!("the window closed before the load test finished"),
     };
     println!("{report}");
+    let drops: Vec<String> =
+        emulator_drops.iter().map(|d| d.map_or_else(|| "?".to_owned(), |b| b.to_string())).collect();
+    println!(
+        "bytes the emulators dropped because drivebench did not read them in time: {}",
+        drops.join(", ")
+    );
     if report.lost() > 0 {
         bail!("{} samples lost", report.lost());
     }
