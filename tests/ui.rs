@@ -436,3 +436,31 @@ fn the_history_setting_resizes_the_stores_and_goes_into_the_project() {
     h.step();
     assert!(h.query_by_role_and_label(Role::Window, "History").is_none(), "the window closed");
 }
+
+#[test]
+fn quitting_with_an_enabled_drive_asks_first_and_disables_it() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "demo drives connected", all_idle);
+    // Nothing enabled: the window may close at once.
+    assert!(h.state_mut().close_requested());
+    h.state_mut().bench.drives[0].send(drivebench::drive::Command::Enable).unwrap();
+    step_until(&mut h, "enabled", |a| a.bench.drives[0].state == DriveState::Enabled);
+    assert!(!h.state_mut().close_requested(), "held while a drive is enabled");
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("Quit with drives enabled?").is_some());
+    assert!(h.query_by_label_contains("Enabled: left").is_some());
+    h.get_by_label("Cancel").click();
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("Quit with drives enabled?").is_none());
+    assert_eq!(h.state().bench.drives[0].state, DriveState::Enabled, "Cancel leaves the drive as it was");
+    assert!(!h.state_mut().close_requested());
+    h.step();
+    h.step();
+    h.get_by_label("Disable all and quit").click();
+    h.step();
+    assert!(h.state().quit_approved);
+    step_until(&mut h, "disabled", |a| a.bench.drives.iter().all(|d| d.state != DriveState::Enabled));
+    assert!(h.state_mut().close_requested());
+}

@@ -78,6 +78,10 @@ pub struct BenchApp {
     pub history: HistoryDialog,
     /// The console panel under the plots, for the selected serial drive.
     pub show_console: bool,
+    /// The quit confirmation is open (drives were enabled when the window was asked to close).
+    pub confirm_quit: bool,
+    /// The user agreed to quit: the next close request goes through.
+    pub quit_approved: bool,
     /// What the last recording wrote (or why it failed), shown beside the Record button.
     pub last_recording: Option<String>,
     /// Recordings being read on a background thread.
@@ -115,6 +119,8 @@ impl BenchApp {
             console: ConsolePanel::default(),
             history: HistoryDialog::default(),
             show_console: true,
+            confirm_quit: false,
+            quit_approved: false,
             last_recording: None,
             loading: Vec::new(),
             files: FileDialogs::default(),
@@ -364,6 +370,58 @@ impl BenchApp {
         self.project.history.samples_per_signal = samples;
     }
 
+    /// The window was asked to close. With drives enabled, the close is held and the user
+    /// asked first; returns whether the window may close now.
+    pub fn close_requested(&mut self) -> bool {
+        if self.quit_approved || !self.bench.any_enabled() {
+            self.stop_recording();
+            return true;
+        }
+        self.confirm_quit = true;
+        false
+    }
+
+    /// "Disable all and quit": every drive is disabled before the window goes.
+    pub fn approve_quit(&mut self, ctx: &egui::Context) {
+        self.confirm_quit = false;
+        self.quit_approved = true;
+        self.bench.disable_all();
+        self.bench.pump(Duration::from_millis(50));
+        self.stop_recording();
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    fn confirm_quit_ui(&mut self, ctx: &egui::Context) {
+        if !self.confirm_quit {
+            return;
+        }
+        let enabled: Vec<String> = self
+            .bench
+            .drives
+            .iter()
+            .filter(|d| d.state == DriveState::Enabled)
+            .map(|d| d.name().to_owned())
+            .collect();
+        let mut choice = None;
+        egui::Modal::new(egui::Id::unique("confirm-quit")).show(ctx, |ui| {
+            ui.heading("Quit with drives enabled?");
+            ui.label(format!("Enabled: {}. Quitting disables them first.", enabled.join(", ")));
+            ui.horizontal(|ui| {
+                if ui.button("Disable all and quit").clicked() {
+                    choice = Some(true);
+                }
+                if ui.button("Cancel").clicked() {
+                    choice = Some(false);
+                }
+            });
+        });
+        match choice {
+            Some(true) => self.approve_quit(ctx),
+            Some(false) => self.confirm_quit = false,
+            None => {}
+        }
+    }
+
     /// E-STOP: every drive, at once.
     pub fn estop_all(&mut self) {
         self.bench.estop_all();
@@ -542,6 +600,10 @@ impl BenchApp {
             self.add_serial_drive(name, connection);
         }
         self.notice_ui(&ctx);
+        if ctx.input(|i| i.viewport().close_requested()) && !self.close_requested() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+        self.confirm_quit_ui(&ctx);
         self.status.frame_time(started.elapsed());
     }
 
@@ -644,7 +706,7 @@ impl BenchApp {
                 }
             });
             ui.separator();
-            if item(ui, "Quit", None) {
+            if item(ui, "Quit", None) && self.close_requested() {
                 ui.send_viewport_cmd(egui::ViewportCommand::Close);
             }
         });

@@ -230,6 +230,8 @@ impl eframe::App for DrivebenchApp {
         // Leave no motor running: disable everything, then let the workers shut down.
         self.app.bench.disable_all();
         self.app.bench.pump(Duration::from_millis(50));
+        // A running recording gets everything received written and the file closed.
+        self.app.stop_recording();
     }
 }
 
