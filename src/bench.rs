@@ -222,6 +222,7 @@ impl DriveRuntime {
     }
 
     fn note(&mut self, t_s: f64, text: String) {
+        crate::logfile::line(&self.config.name, &format!("t={t_s:.3} s: {text}"));
         if self.messages.len() == MESSAGE_HISTORY {
             self.messages.pop_front();
         }
@@ -256,6 +257,8 @@ impl DriveRuntime {
             Event::State(state) => {
                 if let DriveState::Fault(text) = &state {
                     self.note(now_s, format!("fault: {text}"));
+                } else if state != self.state {
+                    crate::logfile::line(&self.config.name, &format!("t={now_s:.3} s: {}", state.label()));
                 }
                 if state == DriveState::Idle && self.state == DriveState::Connecting {
                     self.after_connect(now_s);

@@ -8,6 +8,7 @@ pub mod drive;
 pub mod headless;
 pub mod link;
 pub mod loadtest;
+pub mod logfile;
 pub mod project;
 pub mod protocol;
 pub mod sim;

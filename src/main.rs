@@ -169,6 +169,13 @@ impl From<ModeArg> for ControlMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The log for bug reports; the bench runs without it if its place is not writable.
+    if !matches!(cli.command, Some(Cmd::Emulate(_)) | Some(Cmd::Ports))
+        && let Some(dir) = drivebench::logfile::default_dir()
+        && let Err(e) = drivebench::logfile::init(&dir)
+    {
+        eprintln!("drivebench: no log file: {e}");
+    }
     let result = match cli.command {
         Some(Cmd::Record(args)) => record(args),
         Some(Cmd::Params(args)) => params(args),

@@ -4,7 +4,10 @@ use std::path::Path;
 use std::process::Command;
 
 fn drivebench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_drivebench"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drivebench"));
+    // Keep the log of test runs out of the user's home.
+    cmd.env("DRIVEBENCH_LOG_DIR", std::env::temp_dir().join("drivebench-test-logs"));
+    cmd
 }
 
 /// Reads a column of a recorded CSV as (time, value) pairs, skipping blank cells.
@@ -157,4 +160,22 @@ fn demo_project_records_both_drives() {
         assert!(speed.len() > 800, "{name}: {} samples", speed.len());
         assert!(speed.last().unwrap().1 > 400.0, "{name} did not speed up: {:?}", speed.last());
     }
+}
+
+#[test]
+fn connection_events_and_refusals_go_to_the_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = drivebench()
+        .env("DRIVEBENCH_LOG_DIR", dir.path())
+        .args(["params", "--drive", "sim,name=bench7", "--set", "current_limit_a=500"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an out-of-range write must fail");
+    let log = std::fs::read_to_string(dir.path().join("drivebench.log")).unwrap();
+    assert!(log.contains("[drivebench] started"), "{log}");
+    assert!(log.contains("[bench7]") && log.contains("idle"), "connection events: {log}");
+    assert!(
+        log.lines().any(|l| l.contains("[bench7]") && l.contains("current_limit_a")),
+        "the refusal: {log}"
+    );
 }

@@ -78,6 +78,8 @@ pub struct BenchApp {
     pub history: HistoryDialog,
     /// The console panel under the plots, for the selected serial drive.
     pub show_console: bool,
+    /// The About window is open.
+    pub show_about: bool,
     /// The quit confirmation is open (drives were enabled when the window was asked to close).
     pub confirm_quit: bool,
     /// The user agreed to quit: the next close request goes through.
@@ -119,6 +121,7 @@ impl BenchApp {
             console: ConsolePanel::default(),
             history: HistoryDialog::default(),
             show_console: true,
+            show_about: false,
             confirm_quit: false,
             quit_approved: false,
             last_recording: None,
@@ -170,7 +173,7 @@ impl BenchApp {
                 true
             }
             Err(e) => {
-                self.notice = Some(Notice { title: "Cannot open project".into(), text: e.to_string() });
+                self.show_notice("Cannot open project", e.to_string());
                 false
             }
         }
@@ -187,7 +190,7 @@ impl BenchApp {
                 true
             }
             Err(e) => {
-                self.notice = Some(Notice { title: "Cannot save project".into(), text: e.to_string() });
+                self.show_notice("Cannot save project", e.to_string());
                 false
             }
         }
@@ -253,19 +256,17 @@ impl BenchApp {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && let Err(e) = std::fs::create_dir_all(dir)
         {
-            self.notice = Some(Notice {
-                title: "Cannot record".into(),
-                text: format!("cannot create {}: {e}", dir.display()),
-            });
+            self.show_notice("Cannot record", format!("cannot create {}: {e}", dir.display()));
             return false;
         }
         match self.bench.start_recording(&path) {
             Ok(()) => {
+                crate::logfile::line("app", &format!("recording to {}", path.display()));
                 self.last_recording = None;
                 true
             }
             Err(e) => {
-                self.notice = Some(Notice { title: "Cannot record".into(), text: e.to_string() });
+                self.show_notice("Cannot record", e.to_string());
                 false
             }
         }
@@ -274,7 +275,7 @@ impl BenchApp {
     /// Stops the recording, if one runs; the file holds everything received.
     pub fn stop_recording(&mut self) {
         let Some(result) = self.bench.stop_recording() else { return };
-        self.last_recording = Some(match result {
+        let text = match result {
             Ok(s) => {
                 let mut text = format!(
                     "recorded {} rows, {:.1} MB, {:.1} s to {}",
@@ -295,10 +296,12 @@ impl BenchApp {
                 text
             }
             Err(e) => {
-                self.notice = Some(Notice { title: "Recording failed".into(), text: e.to_string() });
+                self.show_notice("Recording failed", e.to_string());
                 format!("recording failed: {e}")
             }
-        });
+        };
+        crate::logfile::line("app", &text);
+        self.last_recording = Some(text);
     }
 
     /// Reads a recording in the background; its drives then appear in the list and the plots
@@ -315,9 +318,7 @@ impl BenchApp {
         });
         match spawned {
             Ok(_) => self.loading.push((path.to_owned(), rx)),
-            Err(e) => {
-                self.notice = Some(Notice { title: "Cannot open recording".into(), text: e.to_string() })
-            }
+            Err(e) => self.show_notice("Cannot open recording", e.to_string()),
         }
     }
 
@@ -336,9 +337,7 @@ impl BenchApp {
             let (path, _) = self.loading.remove(i);
             match result {
                 Ok(drives) => self.add_recorded(&path, drives),
-                Err(e) => {
-                    self.notice = Some(Notice { title: "Cannot open recording".into(), text: e.to_string() })
-                }
+                Err(e) => self.show_notice("Cannot open recording", e.to_string()),
             }
         }
     }
@@ -368,6 +367,12 @@ impl BenchApp {
     pub fn set_history_capacity(&mut self, samples: usize) {
         self.bench.set_history_capacity(samples);
         self.project.history.samples_per_signal = samples;
+    }
+
+    /// Shows an error window and logs it.
+    pub fn show_notice(&mut self, title: &str, text: String) {
+        crate::logfile::line("app", &format!("{title}: {text}"));
+        self.notice = Some(Notice { title: title.to_owned(), text });
     }
 
     /// The window was asked to close. With drives enabled, the close is held and the user
@@ -600,6 +605,7 @@ impl BenchApp {
             self.add_serial_drive(name, connection);
         }
         self.notice_ui(&ctx);
+        self.about_ui(&ctx);
         if ctx.input(|i| i.viewport().close_requested()) && !self.close_requested() {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
         }
@@ -728,11 +734,50 @@ impl BenchApp {
                 self.bench.disable_all();
             }
         });
+        ui.menu_button("Help", |ui| {
+            if ui.button("About drivebench").clicked() {
+                self.show_about = true;
+            }
+        });
         let title = match &self.project_path {
             Some(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             None => "unsaved bench".into(),
         };
         ui.label(RichText::new(title).weak());
+    }
+
+    fn about_ui(&mut self, ctx: &egui::Context) {
+        if !self.show_about {
+            return;
+        }
+        let mut open = true;
+        egui::Window::new("About drivebench").collapsible(false).resizable(false).open(&mut open).show(
+            ctx,
+            |ui| {
+                ui.label(RichText::new(format!("drivebench {}", env!("CARGO_PKG_VERSION"))).strong());
+                ui.label(env!("CARGO_PKG_DESCRIPTION"));
+                ui.separator();
+                match crate::logfile::path() {
+                    Some(path) => {
+                        ui.label("Connection events, faults, errors and refused commands are logged to");
+                        let shown = path.display().to_string();
+                        ui.horizontal(|ui| {
+                            ui.monospace(&shown);
+                            if ui.small_button("Copy").clicked() {
+                                ui.ctx().copy_text(shown.clone());
+                            }
+                        });
+                        ui.label("Attach it (and the rotated .1 … .3 files) to a bug report.");
+                    }
+                    None => {
+                        ui.label("Logging is off in this session.");
+                    }
+                }
+            },
+        );
+        if !open {
+            self.show_about = false;
+        }
     }
 
     fn notice_ui(&mut self, ctx: &egui::Context) {
