@@ -9,6 +9,11 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_drivebench");
 
+/// Test runs log outside the user's home.
+fn test_log_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("drivebench-test-logs")
+}
+
 /// A running `drivebench emulate`, killed when dropped.
 struct Emulator {
     child: Child,
@@ -47,7 +52,7 @@ impl Drop for Emulator {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run drivebench")
+    Command::new(BIN).args(args).env("DRIVEBENCH_LOG_DIR", test_log_dir()).output().expect("run drivebench")
 }
 
 fn text(out: &Output) -> String {
@@ -135,6 +140,7 @@ fn vesc_releases_the_motor_when_the_host_dies() {
     let spec = format!("vesc:{}", emu.path);
     let running = dir.path().join("running.csv");
     let mut host = Command::new(BIN)
+        .env("DRIVEBENCH_LOG_DIR", test_log_dir())
         .args(["record", "--drive", &spec, "--seconds", "60", "--csv", running.to_str().unwrap()])
         .args(["--enable", "--mode", "speed", "--setpoint", "1500"])
         .stdout(Stdio::null())
