@@ -80,6 +80,7 @@ impl DrivebenchApp {
 
     /// The load test's phases: wait for every drive, record, minimise when asked, finish.
     fn drive_load(&mut self, ctx: &egui::Context) {
+        self.app.quit_approved = true;
         let Some((run, result)) = &mut self.load else { return };
         if run.done {
             return;
@@ -206,6 +207,8 @@ impl eframe::App for DrivebenchApp {
         ctx.request_repaint_after(Duration::from_millis(16));
         let done = plan.result.lock().map(|r| r.is_some()).unwrap_or(true);
         if done {
+            // A scripted run ends on its own: its drives are disabled on exit, no question asked.
+            self.app.quit_approved = true;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         } else if !self.requested && self.app.script_done() {
             self.requested = true;
