@@ -24,6 +24,10 @@ pub fn for_drive(config: &DriveConfig, clock: Clock) -> Box<dyn Backend> {
     }
 }
 
+/// A drive that is asked for data (every protocol but the Serial Plotter) and sends nothing
+/// for this long is taken as lost (a dead adapter can leave the port open but silent).
+pub const SILENCE_S: f64 = 3.0;
+
 /// Chunks of input handled per wake-up before commands get a turn.
 const MAX_CHUNKS_PER_SERVICE: usize = 256;
 
@@ -40,6 +44,8 @@ pub struct SerialBackend {
     /// Events produced while connecting, sent with the first command or poll.
     early: Vec<Event>,
     traffic: Vec<Traffic>,
+    /// Session time of the last byte received (or of the connect).
+    last_rx_s: f64,
 }
 
 impl SerialBackend {
@@ -54,6 +60,7 @@ impl SerialBackend {
             out: CodecOut::new(),
             early: Vec::new(),
             traffic: Vec::new(),
+            last_rx_s: 0.0,
         }
     }
 
@@ -119,6 +126,7 @@ impl Backend for SerialBackend {
             )));
         }
         self.link = Some(link);
+        self.last_rx_s = now_s;
         self.codec.start(now_s, &mut self.out);
         let mut samples = Vec::new();
         let mut events = Vec::new();
@@ -170,6 +178,9 @@ impl Backend for SerialBackend {
     }
 
     fn poll(&mut self, now_s: f64, samples: &mut Vec<Sample>, events: &mut Vec<Event>) -> Result<(), String> {
+        if self.codec.can_control() && now_s - self.last_rx_s > SILENCE_S {
+            return Err(format!("no answer from the drive for {SILENCE_S:.0} s"));
+        }
         self.codec.poll(now_s, &mut self.out);
         self.drain(now_s, samples, events)
     }
@@ -193,6 +204,7 @@ impl Backend for SerialBackend {
         for _ in 0..MAX_CHUNKS_PER_SERVICE {
             match input.try_recv() {
                 Ok(LinkInput::Bytes { t_s, bytes }) => {
+                    self.last_rx_s = t_s;
                     self.codec.feed(&bytes, t_s, &mut self.out);
                     self.traffic.push(Traffic { t_s, dir: Direction::Rx, bytes });
                 }

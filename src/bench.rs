@@ -47,6 +47,8 @@ pub struct DriveRuntime {
     /// Every sample since the drive connected (up to the history capacity), filled by the
     /// worker thread itself.
     telemetry: SharedTelemetry,
+    /// Every loss of the link this session: session time and reason.
+    pub link_losses: Vec<(f64, String)>,
     /// Set for a drive shown from a recording file: no worker, never commanded.
     pub recorded_from: Option<PathBuf>,
     pub catalogue: Vec<ParamSpec>,
@@ -79,6 +81,7 @@ impl DriveRuntime {
             signals: Vec::new(),
             telemetry: SharedTelemetry::new(capacity),
             recorded_from: None,
+            link_losses: Vec::new(),
             catalogue: Vec::new(),
             values: BTreeMap::new(),
             setpoint: 0.0,
@@ -257,6 +260,9 @@ impl DriveRuntime {
             Event::State(state) => {
                 if let DriveState::Fault(text) = &state {
                     self.note(now_s, format!("fault: {text}"));
+                } else if let DriveState::LinkLost { since_s, reason } = &state {
+                    self.link_losses.push((*since_s, reason.clone()));
+                    self.note(now_s, format!("link lost: {reason}; reconnecting"));
                 } else if state != self.state {
                     crate::logfile::line(&self.config.name, &format!("t={now_s:.3} s: {}", state.label()));
                 }

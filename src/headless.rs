@@ -139,6 +139,12 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             state: d.state.clone(),
         })
         .collect();
+    let link_losses: Vec<(String, Vec<(f64, String)>)> = bench
+        .drives
+        .iter()
+        .filter(|d| !d.link_losses.is_empty())
+        .map(|d| (d.name().to_owned(), d.link_losses.clone()))
+        .collect();
     for d in &mut bench.drives {
         d.disconnect();
     }
@@ -152,6 +158,11 @@ pub fn record(project: &Project, opts: &RecordOptions) -> Result<Vec<DriveSummar
             _ => None,
         })
         .collect();
+    // A lost link is reported even if the drive came back: its samples have a gap.
+    for (name, losses) in &link_losses {
+        let times: Vec<String> = losses.iter().map(|(t, why)| format!("t = {t:.1} s ({why})")).collect();
+        problems.push(format!("drive `{name}` lost its link at {}", times.join(", ")));
+    }
     if recorded.lost > 0 {
         problems.push(format!("the recorder could not keep up: {} samples lost", recorded.lost));
     }

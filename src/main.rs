@@ -117,6 +117,10 @@ struct EmulateArgs {
     /// Plotter: end each line with `seq:N`, a line counter that proves no line was lost.
     #[arg(long)]
     counter: bool,
+    /// Also make PATH a symbolic link to the pseudo-terminal (replacing an old link), so a
+    /// restarted emulator is found at the same place, as a re-plugged adapter would be.
+    #[arg(long, value_name = "PATH")]
+    link: Option<PathBuf>,
     /// Seed of the simulated drive's measurement noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -335,6 +339,11 @@ fn emulate(args: EmulateArgs) -> Result<()> {
         let device = drivebench::sim::device::plotter::PlotterDevice::new(args.rate).with_counter();
         emulator = emulator.with_device(Box::new(device));
     }
+    if let Some(link) = &args.link {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(emulator.path(), link)
+            .with_context(|| format!("cannot create the link {}", link.display()))?;
+    }
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", emulator.path())?;
     stdout.flush()?;
@@ -354,7 +363,11 @@ fn emulate(args: EmulateArgs) -> Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("cannot install a signal handler")?;
     }
-    emulator.run(&stop).map_err(|e| anyhow::anyhow!(e))?;
+    let ran = emulator.run(&stop).map_err(|e| anyhow::anyhow!(e));
+    if let Some(link) = &args.link {
+        let _ = std::fs::remove_file(link);
+    }
+    ran?;
     eprintln!(
         "drivebench: emulator stopped; {} bytes were dropped because the host did not read them in time",
         emulator.dropped_bytes()

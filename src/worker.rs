@@ -21,6 +21,10 @@ pub const COMMAND_CAPACITY: usize = 64;
 pub const EVENT_CAPACITY: usize = 1024;
 /// Control events kept while the consumer is not reading (beyond this the oldest go).
 const MAX_PENDING_CONTROL: usize = 4096;
+/// First pause before reconnecting a lost link; it doubles after each failed try.
+pub const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// The longest pause between reconnection tries.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// The least time between two repaint requests from one worker.
 const REPAINT_INTERVAL: Duration = Duration::from_millis(15);
 
@@ -137,6 +141,7 @@ impl Worker {
             tap,
             last_repaint: None,
             connected: false,
+            lost: None,
             control: Default::default(),
         };
         let spawned = std::thread::Builder::new().name(format!("drive-{name}")).spawn(move || state.run());
@@ -203,6 +208,12 @@ impl Drop for Worker {
     }
 }
 
+struct LostLink {
+    since_s: f64,
+    next_try: Instant,
+    pause: Duration,
+}
+
 struct WorkerLoop {
     backend: Box<dyn Backend>,
     clock: Clock,
@@ -214,6 +225,8 @@ struct WorkerLoop {
     tap: Option<SampleTap>,
     last_repaint: Option<Instant>,
     connected: bool,
+    /// Set while the link is lost: when it went, why, and the next reconnection try.
+    lost: Option<LostLink>,
     /// Control events waiting for room in the event queue, oldest first.
     control: std::collections::VecDeque<Event>,
 }
@@ -253,7 +266,8 @@ impl WorkerLoop {
             if let Some(input) = &input {
                 select.recv(input);
             }
-            match select.ready_deadline(next_poll) {
+            let deadline = self.lost.as_ref().map_or(next_poll, |l| l.next_try.min(next_poll));
+            match select.ready_deadline(deadline) {
                 Ok(index) if index == commands_index => match self.commands.try_recv() {
                     Ok(cmd) => {
                         if self.estop.swap(false, Ordering::SeqCst) {
@@ -282,6 +296,10 @@ impl WorkerLoop {
                 }
                 Err(_) => {}
             }
+            if self.lost.as_ref().is_some_and(|l| Instant::now() >= l.next_try) {
+                self.reconnect(&mut events)?;
+                self.flush(&mut samples, &mut events);
+            }
             // Polls are due whatever else is going on: a link that never falls silent or a
             // stream of commands must not hold up reply timeouts and watchdog feeds.
             if Instant::now() >= next_poll {
@@ -307,11 +325,48 @@ impl WorkerLoop {
         }
     }
 
-    /// The drive stopped answering or its link failed: close it and report the fault.
+    /// The drive stopped answering or its link failed: close it, mark the gap in its traces,
+    /// and try to reconnect after a pause.
     fn lose(&mut self, reason: String, events: &mut Vec<Event>) {
         self.backend.disconnect();
         self.connected = false;
-        events.push(Event::State(DriveState::Fault(reason)));
+        let since_s = self.clock.now_s();
+        if let Some(tap) = &self.tap {
+            tap.store.lock().mark_gap(since_s);
+        }
+        events.push(Event::State(DriveState::LinkLost { since_s, reason }));
+        self.lost =
+            Some(LostLink { since_s, next_try: Instant::now() + RECONNECT_FIRST, pause: RECONNECT_FIRST });
+    }
+
+    /// One reconnection try. Success announces the drive as on a first connect and re-reads
+    /// its state and parameters; nothing is enabled. Failure doubles the pause (up to
+    /// [`RECONNECT_MAX`]).
+    fn reconnect(&mut self, events: &mut Vec<Event>) -> Result<(), String> {
+        let Some(lost) = &mut self.lost else { return Ok(()) };
+        let now_s = self.clock.now_s();
+        match self.backend.connect(now_s) {
+            Ok(info) => {
+                let gone_s = now_s - lost.since_s;
+                self.lost = None;
+                self.connected = true;
+                events
+                    .push(Event::Log(format!("link back after {gone_s:.1} s; state and parameters re-read")));
+                events.push(Event::Signals(info.signals));
+                events.push(Event::Params(info.params));
+                events.push(Event::State(DriveState::Idle));
+                self.backend.command(&Command::ReadAllParams, now_s, events)?;
+            }
+            Err(e) => {
+                lost.pause = (lost.pause * 2).min(RECONNECT_MAX);
+                lost.next_try = Instant::now() + lost.pause;
+                events.push(Event::Log(format!(
+                    "reconnect failed: {e}; next try in {:.1} s",
+                    lost.pause.as_secs_f64()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Stops the drive before anything else, and throws away what was queued before the stop
@@ -344,6 +399,13 @@ impl WorkerLoop {
         let now_s = self.clock.now_s();
         match cmd {
             Command::Connect if self.connected => {}
+            Command::Connect if self.lost.is_some() => {
+                // Reconnect now (the user pressed Reconnect); the pauses start over.
+                if let Some(lost) = &mut self.lost {
+                    lost.pause = RECONNECT_FIRST / 2;
+                }
+                self.reconnect(events)?;
+            }
             Command::Connect => {
                 events.push(Event::State(DriveState::Connecting));
                 match self.backend.connect(now_s) {
@@ -360,6 +422,7 @@ impl WorkerLoop {
                 }
             }
             Command::Disconnect => {
+                self.lost = None;
                 if self.connected {
                     self.backend.disconnect();
                     self.connected = false;
@@ -497,6 +560,76 @@ mod tests {
             }
         }
         false
+    }
+
+    /// A link that breaks on the first poll, refuses `refusals` reconnections, then works.
+    struct Flaky {
+        broken: bool,
+        refusals: u32,
+        connects: Arc<AtomicU64>,
+    }
+
+    impl Backend for Flaky {
+        fn connect(&mut self, _now_s: f64) -> Result<Connected, String> {
+            self.connects.fetch_add(1, Ordering::SeqCst);
+            if self.broken && self.refusals > 0 {
+                self.refusals -= 1;
+                return Err("no such port".into());
+            }
+            Ok(Connected { signals: vec![SignalSpec::new("x", "")], params: vec![] })
+        }
+        fn disconnect(&mut self) {}
+        fn command(&mut self, cmd: &Command, _now_s: f64, _events: &mut Vec<Event>) -> Result<(), String> {
+            assert_ne!(*cmd, Command::Enable, "nobody asked to enable");
+            Ok(())
+        }
+        fn poll(&mut self, _now_s: f64, _s: &mut Vec<Sample>, _e: &mut Vec<Event>) -> Result<(), String> {
+            if !self.broken {
+                self.broken = true;
+                return Err("cable pulled".into());
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lost_link_is_retried_with_growing_pauses_and_comes_back_idle() {
+        let connects = Arc::new(AtomicU64::new(0));
+        let backend = Flaky { broken: false, refusals: 1, connects: connects.clone() };
+        let w = Worker::spawn("flaky", Box::new(backend), Clock::new(), None, None);
+        w.send(Command::Connect).unwrap();
+        let lost_at = Instant::now();
+        assert!(wait_for(
+            &w,
+            |e| matches!(e, Event::State(DriveState::LinkLost { reason, .. }) if reason == "cable pulled")
+        ));
+        assert!(wait_for(
+            &w,
+            |e| matches!(e, Event::Log(t) if t.contains("no such port; next try in 1.0 s"))
+        ));
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::Idle))));
+        // First try after 0.5 s, the second 1 s after that.
+        assert!(lost_at.elapsed() >= Duration::from_millis(1400), "{:?}", lost_at.elapsed());
+        assert_eq!(connects.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn reconnect_tries_at_once_when_asked() {
+        let connects = Arc::new(AtomicU64::new(0));
+        let backend = Flaky { broken: false, refusals: 100, connects: connects.clone() };
+        let w = Worker::spawn("flaky", Box::new(backend), Clock::new(), None, None);
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::LinkLost { .. }))));
+        let before = connects.load(Ordering::SeqCst);
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::Log(t) if t.contains("reconnect failed"))));
+        assert_eq!(connects.load(Ordering::SeqCst), before + 1);
+        // Disconnect ends the retries.
+        w.send(Command::Disconnect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::Disconnected))));
+        let after = connects.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(connects.load(Ordering::SeqCst), after);
     }
 
     #[test]

@@ -567,9 +567,11 @@ mod link_loss {
         });
         stop.store(true, Ordering::Relaxed);
         thread.join().unwrap();
-        wait(&mut bench, "the serial drive faulted", &|b| matches!(b.drives[0].state, DriveState::Fault(_)));
-        let DriveState::Fault(text) = &bench.drives[0].state else { unreachable!() };
-        assert!(text.contains("link lost"), "{text}");
+        wait(&mut bench, "the serial link lost", &|b| {
+            matches!(b.drives[0].state, DriveState::LinkLost { .. })
+        });
+        let DriveState::LinkLost { reason, .. } = &bench.drives[0].state else { unreachable!() };
+        assert!(reason.contains("link lost"), "{reason}");
         // Its history stays; the simulated drive carries on.
         let kept = bench.drives[0].telemetry().series("speed_rpm").unwrap().len();
         assert!(kept > 10);
@@ -592,4 +594,114 @@ fn params_on_a_protocol_without_parameters_says_so_at_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no parameters") && err.contains("telemetry"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(8), "it should not wait for a timeout");
+}
+
+#[test]
+fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
+    use drivebench::bench::Bench;
+    use drivebench::drive::{Command as DriveCommand, DriveState};
+    use drivebench::link::SerialSettings;
+    use drivebench::project::{Connection, DriveConfig, Project, SerialConnection};
+    use drivebench::protocol::Protocol;
+
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("odrive0");
+    let link_arg = link.to_str().unwrap().to_owned();
+    let first = Emulator::start("odrive", &["--link", &link_arg]);
+    let project = Project {
+        drives: vec![DriveConfig {
+            name: "od".into(),
+            connection: Connection::Serial(SerialConnection {
+                link: SerialSettings::new(&link_arg, 115_200),
+                protocol: Protocol::ODrive { axis: 0, checksum: false },
+            }),
+            ..DriveConfig::default()
+        }],
+        ..Project::default()
+    };
+    let mut bench = Bench::new(&project, None);
+    bench.connect_all();
+    use std::time::Instant;
+    let wait = |bench: &mut Bench, what: &str, secs: u64, cond: &dyn Fn(&Bench) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond(bench) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", bench.drives[0].state);
+            bench.pump(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait(&mut bench, "streaming", 10, &|b| {
+        b.drives[0].telemetry().series("speed_rpm").is_some_and(|s| s.len() > 10)
+    });
+    bench.drives[0].send(DriveCommand::Enable).unwrap();
+    wait(&mut bench, "enabled", 10, &|b| b.drives[0].state == DriveState::Enabled);
+    // The adapter is pulled: the emulator process dies.
+    drop(first);
+    wait(&mut bench, "link lost", 10, &|b| matches!(b.drives[0].state, DriveState::LinkLost { .. }));
+    let lost_at = bench.clock.now_s();
+    let before = bench.drives[0].telemetry().series("speed_rpm").unwrap().total_pushed();
+    std::thread::sleep(Duration::from_millis(1500));
+    bench.pump(Duration::from_millis(10));
+    assert!(matches!(bench.drives[0].state, DriveState::LinkLost { .. }), "still lost while nothing answers");
+    // Plugged back in, at the same place.
+    let _second = Emulator::start("odrive", &["--link", &link_arg]);
+    wait(&mut bench, "reconnected and streaming", 15, &|b| {
+        b.drives[0].state.is_connected()
+            && b.drives[0].telemetry().series("speed_rpm").unwrap().total_pushed() > before + 20
+    });
+    let d = &bench.drives[0];
+    assert_eq!(d.link_losses.len(), 1, "{:?}", d.link_losses);
+    assert!(d.link_losses[0].0 <= lost_at);
+    assert!(d.messages.iter().any(|(_, m)| m.contains("link back after")), "{:?}", d.messages);
+    // The gap is marked in the trace (a NaN breaks the line).
+    let telemetry = d.telemetry();
+    let speed = telemetry.series("speed_rpm").unwrap();
+    assert!(speed.samples_in(0.0, f64::INFINITY).any(|(_, v)| v.is_nan()), "no gap marker");
+    drop(telemetry);
+    // Never enabled again by itself.
+    for _ in 0..50 {
+        bench.pump(Duration::from_millis(10));
+        assert_ne!(bench.drives[0].state, DriveState::Enabled, "re-enabled without being asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn record_keeps_the_others_and_fails_naming_a_drive_that_lost_its_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("foc0");
+    let link_arg = link.to_str().unwrap().to_owned();
+    let first = Emulator::start("simplefoc", &["--link", &link_arg, "--rate", "200"]);
+    let csv_path = dir.path().join("out.csv");
+    let spec = format!("simplefoc:{link_arg},name=foc");
+    let host = Command::new(BIN)
+        .env("DRIVEBENCH_LOG_DIR", test_log_dir())
+        .args(["record", "--drive", &spec, "--drive", "sim,name=ref", "--seconds", "6", "--csv"])
+        .arg(&csv_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(first);
+    std::thread::sleep(Duration::from_millis(1000));
+    let _second = Emulator::start("simplefoc", &["--link", &link_arg, "--rate", "200"]);
+    let out = host.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a lost link must fail the run: {err}");
+    assert!(err.contains("drive `foc` lost its link"), "{err}");
+    // The simulated drive was recorded throughout; the serial one before and after the gap.
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (foc, reference) = (col("foc.speed_rpm"), col("ref.speed_rpm"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let times = |c: usize| -> Vec<f64> {
+        rows.iter().filter(|r| !r[c].is_empty()).map(|r| r[0].parse().unwrap()).collect()
+    };
+    let (foc_t, ref_t) = (times(foc), times(reference));
+    assert!(ref_t.len() > 5000, "the simulated drive kept recording: {} rows", ref_t.len());
+    let gap = foc_t.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(gap > 0.8, "the serial drive's samples should show the gap, biggest step {gap}");
+    assert!(foc_t.last().unwrap() - foc_t[0] > 4.0, "samples after the reconnect too");
 }

@@ -100,6 +100,12 @@ pub enum DriveState {
     Enabled,
     /// A latched fault (drive-side) or a failed worker; the text says which.
     Fault(String),
+    /// The link went away (port gone, no answer) at session time `since_s`; the worker
+    /// reconnects by itself with backoff, and never re-enables the drive.
+    LinkLost {
+        since_s: f64,
+        reason: String,
+    },
 }
 
 impl DriveState {
@@ -114,6 +120,7 @@ impl DriveState {
             DriveState::Idle => "idle".into(),
             DriveState::Enabled => "enabled".into(),
             DriveState::Fault(text) => format!("fault: {text}"),
+            DriveState::LinkLost { since_s, reason } => format!("link lost at t = {since_s:.1} s: {reason}"),
         }
     }
 }

@@ -99,6 +99,16 @@ impl DriveTelemetry {
         }
     }
 
+    /// Breaks every trace at `t_s` (a NaN sample), so a plot shows where the link was lost
+    /// instead of joining the last sample before to the first after.
+    pub fn mark_gap(&mut self, t_s: f64) {
+        for series in &mut self.series {
+            if series.last().is_none_or(|(t, _)| t <= t_s) {
+                series.push(t_s, f64::NAN);
+            }
+        }
+    }
+
     pub fn signals(&self) -> &[SignalSpec] {
         &self.signals
     }

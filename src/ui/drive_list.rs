@@ -14,6 +14,7 @@ pub fn state_color(state: &DriveState) -> Color32 {
         DriveState::Idle => Color32::from_rgb(90, 170, 90),
         DriveState::Enabled => Color32::from_rgb(240, 170, 40),
         DriveState::Fault(_) => Color32::from_rgb(230, 60, 60),
+        DriveState::LinkLost { .. } => Color32::from_rgb(200, 110, 230),
     }
 }
 
@@ -49,6 +50,7 @@ impl DriveListPanel {
         ui.heading("Drives");
         let mut remove = None;
         let mut toggle_connect = None;
+        let mut reconnect = None;
         let mut rename_done = None;
         for (i, d) in bench.drives.iter().enumerate() {
             ui.push_id(d.id, |ui| {
@@ -97,6 +99,14 @@ impl DriveListPanel {
                         }
                         return;
                     }
+                    if matches!(d.state, DriveState::LinkLost { .. })
+                        && ui
+                            .small_button("Reconnect")
+                            .on_hover_text("Try now (drivebench also retries by itself, with growing pauses)")
+                            .clicked()
+                    {
+                        reconnect = Some(i);
+                    }
                     let connect_text = if d.is_running() { "Disconnect" } else { "Connect" };
                     if ui.small_button(connect_text).clicked() {
                         toggle_connect = Some(i);
@@ -128,6 +138,9 @@ impl DriveListPanel {
         }
         if let Some((i, name)) = rename_done {
             self.rename(bench, i, name);
+        }
+        if let Some(i) = reconnect {
+            bench.connect(i);
         }
         if let Some(i) = toggle_connect {
             if bench.drives[i].is_running() {
