@@ -17,7 +17,7 @@ use crate::worker::{Backend, Clock, Connected};
 /// The backend for a project drive.
 pub fn for_drive(config: &DriveConfig, clock: Clock) -> Box<dyn Backend> {
     match &config.connection {
-        Connection::Simulated(cfg) => Box::new(SimBackend::new(cfg.clone())),
+        Connection::Simulated(cfg) => Box::new(SimBackend::new(cfg.clone(), clock)),
         Connection::Serial(serial) => {
             Box::new(SerialBackend::new(serial.clone(), config.limits.clone(), clock))
         }
@@ -46,6 +46,9 @@ pub struct SerialBackend {
     traffic: Vec<Traffic>,
     /// Session time of the last byte received (or of the connect).
     last_rx_s: f64,
+    /// An E-STOP was handed to the codec; the next bytes written are its stop.
+    stop_waiting: bool,
+    stop_sent: Option<f64>,
 }
 
 impl SerialBackend {
@@ -61,6 +64,8 @@ impl SerialBackend {
             early: Vec::new(),
             traffic: Vec::new(),
             last_rx_s: 0.0,
+            stop_waiting: false,
+            stop_sent: None,
         }
     }
 
@@ -102,6 +107,9 @@ impl SerialBackend {
             let tx = std::mem::take(&mut self.out.tx);
             let link = self.link.as_mut().ok_or("not connected")?;
             link.write(&tx).map_err(|e| e.to_string())?;
+            if std::mem::take(&mut self.stop_waiting) {
+                self.stop_sent = Some(self.clock.now_s());
+            }
             self.traffic.push(Traffic { t_s: now_s, dir: Direction::Tx, bytes: tx });
         }
         if !self.traffic.is_empty() {
@@ -157,6 +165,7 @@ impl Backend for SerialBackend {
         let result = match cmd {
             Command::Connect | Command::Disconnect => Ok(()),
             Command::EStop => {
+                self.stop_waiting = true;
                 self.codec.estop(now_s, &mut self.out);
                 Ok(())
             }
@@ -187,6 +196,10 @@ impl Backend for SerialBackend {
 
     fn poll_interval(&self) -> Duration {
         self.codec.poll_interval()
+    }
+
+    fn take_stop_sent(&mut self) -> Option<f64> {
+        self.stop_sent.take()
     }
 
     fn input(&self) -> Option<Receiver<LinkInput>> {
@@ -234,11 +247,15 @@ pub struct SimBackend {
     reported_mode: Option<(ControlMode, f64)>,
     /// Samples computed while catching up before a command, sent with the next poll.
     pending: Vec<Sample>,
+    clock: Clock,
+    stop_sent: Option<f64>,
 }
 
 impl SimBackend {
-    pub fn new(config: SimConfig) -> Self {
+    pub fn new(config: SimConfig, clock: Clock) -> Self {
         SimBackend {
+            clock,
+            stop_sent: None,
             config,
             drive: None,
             t0_s: 0.0,
@@ -303,6 +320,10 @@ impl SimBackend {
 }
 
 impl Backend for SimBackend {
+    fn take_stop_sent(&mut self) -> Option<f64> {
+        self.stop_sent.take()
+    }
+
     fn connect(&mut self, now_s: f64) -> Result<Connected, String> {
         self.drive = Some(SimDrive::new(&self.config));
         self.t0_s = now_s;
@@ -334,7 +355,10 @@ impl Backend for SimBackend {
             Command::Connect | Command::Disconnect => {}
             Command::Enable => drive.enable().map_err(|e| e.to_string())?,
             Command::Disable => drive.disable(),
-            Command::EStop => drive.estop(),
+            Command::EStop => {
+                drive.estop();
+                self.stop_sent = Some(self.clock.now_s());
+            }
             Command::ResetFaults => drive.reset_faults(),
             Command::SetMode(mode) => drive.set_mode(*mode),
             Command::SetSetpoint(mode, value) => {

@@ -47,6 +47,8 @@ pub struct DriveRuntime {
     /// Every sample since the drive connected (up to the history capacity), filled by the
     /// worker thread itself.
     telemetry: SharedTelemetry,
+    /// For every E-STOP this session: seconds from the request to the stop on the wire.
+    pub estop_latencies_s: Vec<f64>,
     /// Every loss of the link this session: session time and reason.
     pub link_losses: Vec<(f64, String)>,
     /// Set for a drive shown from a recording file: no worker, never commanded.
@@ -82,6 +84,7 @@ impl DriveRuntime {
             telemetry: SharedTelemetry::new(capacity),
             recorded_from: None,
             link_losses: Vec::new(),
+            estop_latencies_s: Vec::new(),
             catalogue: Vec::new(),
             values: BTreeMap::new(),
             setpoint: 0.0,
@@ -302,6 +305,13 @@ impl DriveRuntime {
                 self.identity = Some(text);
             }
             Event::Status(text) => self.status = Some(text),
+            Event::EStopSent { latency_s } => {
+                self.estop_latencies_s.push(latency_s);
+                crate::logfile::line(
+                    &self.config.name,
+                    &format!("t={now_s:.3} s: E-STOP out {:.2} ms after the request", latency_s * 1e3),
+                );
+            }
             Event::Traffic(chunks) => {
                 for chunk in chunks {
                     self.console.push(chunk);

@@ -79,6 +79,12 @@ pub trait Backend: Send {
     fn input(&self) -> Option<Receiver<LinkInput>> {
         None
     }
+    /// Session time at which the last E-STOP's bytes were handed to the link (or the stop was
+    /// applied), reported once. A half-duplex protocol may have to wait for a reply in flight
+    /// before its stop can go out; this says when it did.
+    fn take_stop_sent(&mut self) -> Option<f64> {
+        None
+    }
     /// Handles the input that arrived. An error here means the drive is lost.
     fn service(
         &mut self,
@@ -113,6 +119,9 @@ pub struct Worker {
     commands: Option<Sender<Command>>,
     events: Receiver<Event>,
     estop: Arc<AtomicBool>,
+    /// Session time (µs) of the newest E-STOP request, to measure how fast it goes out.
+    estop_at_us: Arc<AtomicU64>,
+    clock: Clock,
     dropped: Arc<AtomicU64>,
     join: Option<JoinHandle<()>>,
 }
@@ -129,6 +138,7 @@ impl Worker {
         let (cmd_tx, cmd_rx) = bounded(COMMAND_CAPACITY);
         let (ev_tx, ev_rx) = bounded(EVENT_CAPACITY);
         let estop = Arc::new(AtomicBool::new(false));
+        let estop_at_us = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let mut state = WorkerLoop {
             backend,
@@ -136,12 +146,14 @@ impl Worker {
             commands: cmd_rx,
             events: ev_tx,
             estop: estop.clone(),
+            estop_at_us: estop_at_us.clone(),
             dropped: dropped.clone(),
             repaint,
             tap,
             last_repaint: None,
             connected: false,
             lost: None,
+            stop_pending: false,
             control: Default::default(),
         };
         let spawned = std::thread::Builder::new().name(format!("drive-{name}")).spawn(move || state.run());
@@ -151,10 +163,10 @@ impl Worker {
                 // No thread: report it through a channel the UI already reads.
                 let (tx, rx) = bounded(1);
                 let _ = tx.send(Event::State(DriveState::Fault(format!("cannot start worker thread: {e}"))));
-                return Worker { commands: None, events: rx, estop, dropped, join: None };
+                return Worker { commands: None, events: rx, estop, estop_at_us, clock, dropped, join: None };
             }
         };
-        Worker { commands: Some(cmd_tx), events: ev_rx, estop, dropped, join }
+        Worker { commands: Some(cmd_tx), events: ev_rx, estop, estop_at_us, clock, dropped, join }
     }
 
     /// Queues a command without blocking.
@@ -169,6 +181,7 @@ impl Worker {
     /// Emergency stop: raises a flag the worker checks before anything else, so the stop
     /// goes out even if the command queue is full, then wakes the worker.
     pub fn estop(&self) {
+        self.estop_at_us.store((self.clock.now_s() * 1e6) as u64, Ordering::SeqCst);
         self.estop.store(true, Ordering::SeqCst);
         if let Some(tx) = &self.commands {
             let _ = tx.try_send(Command::EStop);
@@ -220,11 +233,14 @@ struct WorkerLoop {
     commands: Receiver<Command>,
     events: Sender<Event>,
     estop: Arc<AtomicBool>,
+    estop_at_us: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     repaint: Option<RepaintFn>,
     tap: Option<SampleTap>,
     last_repaint: Option<Instant>,
     connected: bool,
+    /// An E-STOP went to the backend and its bytes are not known to be out yet.
+    stop_pending: bool,
     /// Set while the link is lost: when it went, why, and the next reconnection try.
     lost: Option<LostLink>,
     /// Control events waiting for room in the event queue, oldest first.
@@ -292,6 +308,7 @@ impl WorkerLoop {
                     if let Err(e) = self.backend.service(now_s, &mut samples, &mut events) {
                         self.lose(e, &mut events);
                     }
+                    self.report_stop(&mut events);
                     self.flush(&mut samples, &mut events);
                 }
                 Err(_) => {}
@@ -308,6 +325,7 @@ impl WorkerLoop {
                     if let Err(e) = self.backend.poll(now_s, &mut samples, &mut events) {
                         self.lose(e, &mut events);
                     }
+                    self.report_stop(&mut events);
                     let dropped = self.dropped.load(Ordering::Relaxed);
                     if dropped != reported_drops {
                         reported_drops = dropped;
@@ -322,6 +340,18 @@ impl WorkerLoop {
                     next_poll = now + interval;
                 }
             }
+        }
+    }
+
+    /// Once the E-STOP's bytes are out, says how long after the request.
+    fn report_stop(&mut self, events: &mut Vec<Event>) {
+        if !self.stop_pending {
+            return;
+        }
+        if let Some(sent_s) = self.backend.take_stop_sent() {
+            self.stop_pending = false;
+            let requested_s = self.estop_at_us.load(Ordering::SeqCst) as f64 / 1e6;
+            events.push(Event::EStopSent { latency_s: (sent_s - requested_s).max(0.0) });
         }
     }
 
@@ -375,6 +405,8 @@ impl WorkerLoop {
     fn emergency_stop(&mut self, taken: Option<Command>, events: &mut Vec<Event>) -> Result<(), String> {
         if self.connected {
             self.backend.command(&Command::EStop, self.clock.now_s(), events)?;
+            self.stop_pending = true;
+            self.report_stop(events);
         }
         let mut discarded = 0;
         let queued = std::iter::from_fn(|| self.commands.try_recv().ok());

@@ -705,3 +705,89 @@ fn record_keeps_the_others_and_fails_naming_a_drive_that_lost_its_link() {
     assert!(gap > 0.8, "the serial drive's samples should show the gap, biggest step {gap}");
     assert!(foc_t.last().unwrap() - foc_t[0] > 4.0, "samples after the reconnect too");
 }
+
+/// E-STOP reaches every drive fast: from the request to the stop handed to the link, for
+/// every protocol that can command a drive, with all of them enabled and streaming at once.
+#[test]
+fn estop_goes_out_to_every_drive_within_20_ms() {
+    use drivebench::bench::Bench;
+    use drivebench::drive::{Command as DriveCommand, ControlMode, DriveState};
+    use drivebench::project::{DriveConfig, Project, parse_drive_spec};
+    use std::time::Instant;
+
+    let kinds = [("simplefoc", ""), ("odrive", ""), ("vesc", ",pole_pairs=7"), ("modbus", "@19200,unit=1")];
+    let emulators: Vec<Emulator> = kinds.iter().map(|(p, _)| Emulator::start(p, &[])).collect();
+    let mut drives: Vec<DriveConfig> = kinds
+        .iter()
+        .zip(&emulators)
+        .enumerate()
+        .map(|(i, ((p, opts), e))| parse_drive_spec(&format!("{p}:{}{opts},name={p}", e.path), i).unwrap())
+        .collect();
+    drives.push(DriveConfig { name: "sim".into(), ..DriveConfig::default() });
+    let mut bench = Bench::new(&Project { drives, ..Project::default() }, None);
+    bench.connect_all();
+    let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond(bench) {
+            let states: Vec<String> = bench
+                .drives
+                .iter()
+                .map(|d| format!("{}: {} {:?}", d.name(), d.state.label(), d.messages.back()))
+                .collect();
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {states:?}");
+            bench.pump(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    wait(&mut bench, "all idle", &|b| b.drives.iter().all(|d| d.state == DriveState::Idle));
+    // Parameters (and with them the drive-side limits) are read in the first second.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        bench.pump(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait(&mut bench, "drive-side limits within the project's", &|b| {
+        b.drives.iter().all(|d| d.envelope_violation().is_none())
+    });
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        for d in &mut bench.drives {
+            d.send(DriveCommand::SetMode(ControlMode::Speed)).unwrap();
+            d.send(DriveCommand::Enable).unwrap();
+        }
+        wait(&mut bench, "all enabled", &|b| b.drives.iter().all(|d| d.state == DriveState::Enabled));
+        for d in &mut bench.drives {
+            d.send(DriveCommand::SetSetpoint(ControlMode::Speed, 300.0)).unwrap();
+        }
+        // Let telemetry and polls run, so the stop meets busy workers.
+        let until = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < until {
+            bench.pump(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        bench.estop_all();
+        wait(&mut bench, "every stop out", &|b| b.drives.iter().all(|d| d.estop_latencies_s.len() > round));
+        wait(&mut bench, "all stopped", &|b| b.drives.iter().all(|d| d.state == DriveState::Idle));
+    }
+    let mut all = Vec::new();
+    for d in &bench.drives {
+        let mut l = d.estop_latencies_s.clone();
+        assert_eq!(l.len(), ROUNDS, "{}", d.name());
+        l.sort_by(f64::total_cmp);
+        let worst = l[l.len() - 1];
+        eprintln!(
+            "{}: E-STOP out in p50 {:.3} ms, worst {:.3} ms",
+            d.name(),
+            l[l.len() / 2] * 1e3,
+            worst * 1e3
+        );
+        all.extend(l);
+        assert!(worst <= 0.020, "{}: E-STOP took {:.1} ms", d.name(), worst * 1e3);
+    }
+    all.sort_by(f64::total_cmp);
+    eprintln!(
+        "all drives: p50 {:.3} ms, p99 {:.3} ms",
+        all[all.len() / 2] * 1e3,
+        all[all.len() * 99 / 100] * 1e3
+    );
+}

@@ -328,6 +328,11 @@ pub enum Event {
     /// The protocol's own view of the drive's state, shown beside the state (e.g. the CiA 402
     /// state "switched on", a VESC's "timeout active").
     Status(String),
+    /// The E-STOP went out: seconds from the request to the stop handed to the link (or
+    /// applied to the simulated drive).
+    EStopSent {
+        latency_s: f64,
+    },
 }
 
 /// Which way bytes went on a link.

@@ -46,7 +46,15 @@ impl StatusBar {
             ui.label(format!("frame {:.2} ms", self.frame_ms));
             if let Some(t) = self.last_estop_s {
                 ui.separator();
-                ui.label(RichText::new(format!("E-STOP at t = {t:.2} s")).color(ui.visuals().error_fg_color));
+                let slowest =
+                    bench.drives.iter().filter_map(|d| d.estop_latencies_s.last().copied()).fold(None, |m: Option<f64>, l| {
+                        Some(m.map_or(l, |m| m.max(l)))
+                    });
+                let text = match slowest {
+                    Some(l) => format!("E-STOP at t = {t:.2} s · out to every drive within {:.1} ms", l * 1e3),
+                    None => format!("E-STOP at t = {t:.2} s"),
+                };
+                ui.label(RichText::new(text).color(ui.visuals().error_fg_color));
             }
         });
     }
