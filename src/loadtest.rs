@@ -16,6 +16,10 @@ use crate::link::SerialSettings;
 use crate::project::{Connection, DriveConfig, PlotConfig, Project, SerialConnection};
 use crate::protocol::Protocol;
 
+/// A drive still reconnecting at the end of a soak is fine if its link went this recently
+/// (the longest reconnection pause is 5 s).
+pub const RECONNECT_GRACE_S: f64 = 10.0;
+
 /// The counter label the emulated sketches print.
 pub const SEQ: &str = "seq";
 
@@ -28,6 +32,12 @@ pub struct LoadOptions {
     pub csv: PathBuf,
     /// Windows of the run (seconds after the recording started) with the window minimised.
     pub minimized: Vec<(f64, f64)>,
+    /// Write the recording (a one-hour soak would fill gigabytes).
+    pub record: bool,
+    /// Soak: kill one emulator (round robin) this often and start it again 2 s later.
+    pub disconnect_every_s: Option<f64>,
+    /// Samples kept per signal (`None`: the whole run).
+    pub history: Option<usize>,
 }
 
 #[derive(Debug, Error)]
@@ -42,44 +52,74 @@ pub enum LoadError {
 
 /// Emulator processes; killed when dropped.
 pub struct Emulators {
-    children: Vec<Child>,
+    exe: PathBuf,
+    rate_hz: f64,
+    children: Vec<Option<Child>>,
+    /// Where each drive is found: a stable symbolic link to its pseudo-terminal.
     pub paths: Vec<String>,
+    /// Emulators killed and started again.
+    pub restarts: u64,
 }
 
 impl Emulators {
-    /// Starts `n` `drivebench emulate --protocol plotter --counter` processes of `exe`.
-    pub fn spawn(exe: &Path, n: usize, rate_hz: f64) -> Result<Emulators, LoadError> {
-        let mut emulators = Emulators { children: Vec::new(), paths: Vec::new() };
+    /// Starts `n` `drivebench emulate --protocol plotter --counter` processes of `exe`, each
+    /// reachable at `dir/sketchN` (a link that survives a restart).
+    pub fn spawn(exe: &Path, n: usize, rate_hz: f64, dir: &Path) -> Result<Emulators, LoadError> {
+        let mut emulators =
+            Emulators { exe: exe.to_owned(), rate_hz, children: Vec::new(), paths: Vec::new(), restarts: 0 };
         for i in 0..n {
-            let mut child = Process::new(exe)
-                .args(["emulate", "--protocol", "plotter", "--counter", "--rate"])
-                .arg(rate_hz.to_string())
-                .args(["--seed", &(i + 1).to_string()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|source| LoadError::Spawn { exe: exe.to_owned(), source })?;
-            let mut line = String::new();
-            if let Some(stdout) = child.stdout.take() {
-                let _ = BufReader::new(stdout).read_line(&mut line);
-            }
-            emulators.children.push(child);
-            let path = line.trim().to_owned();
-            if path.is_empty() {
-                return Err(LoadError::NoPath(format!("emulator {} printed nothing", i + 1)));
-            }
-            emulators.paths.push(path);
+            let link = dir.join(format!("sketch{}", i + 1));
+            emulators.paths.push(link.to_string_lossy().into_owned());
+            emulators.children.push(None);
+            emulators.start(i)?;
         }
         Ok(emulators)
     }
-}
 
-impl Emulators {
+    fn start(&mut self, i: usize) -> Result<(), LoadError> {
+        let mut child = Process::new(&self.exe)
+            .args(["emulate", "--protocol", "plotter", "--counter", "--rate"])
+            .arg(self.rate_hz.to_string())
+            .args(["--seed", &(i + 1).to_string(), "--link", &self.paths[i]])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LoadError::Spawn { exe: self.exe.clone(), source })?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        self.children[i] = Some(child);
+        if line.trim().is_empty() {
+            return Err(LoadError::NoPath(format!("emulator {} printed nothing", i + 1)));
+        }
+        Ok(())
+    }
+
+    /// Kills emulator `i` outright (a pulled cable).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children.get_mut(i).and_then(Option::take) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts emulator `i` again at the same place (the cable plugged back in).
+    pub fn restart(&mut self, i: usize) -> Result<(), LoadError> {
+        self.kill(i);
+        self.restarts += 1;
+        self.start(i)
+    }
+
     /// Stops every emulator (SIGTERM) and returns the bytes each dropped because the host did
     /// not read them in time (`None` where it did not say).
     pub fn finish(mut self) -> Vec<Option<u64>> {
         let mut dropped = Vec::new();
-        for c in &mut self.children {
+        for c in self.children.iter_mut() {
+            let Some(c) = c else {
+                dropped.push(None);
+                continue;
+            };
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
             let mut text = String::new();
@@ -99,7 +139,7 @@ impl Emulators {
 
 impl Drop for Emulators {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -120,7 +160,10 @@ pub fn project_for(paths: &[String], opts: &LoadOptions) -> Project {
         });
     }
     let needed = ((opts.seconds + 30.0) * opts.rate_hz) as usize;
-    project.history.samples_per_signal = project.history.samples_per_signal.max(needed);
+    project.history.samples_per_signal = match opts.history {
+        Some(samples) => samples,
+        None => project.history.samples_per_signal.max(needed),
+    };
     project.plot.plots.push(PlotConfig {
         title: "Temperature".into(),
         unit: "°C".into(),
@@ -130,22 +173,72 @@ pub fn project_for(paths: &[String], opts: &LoadOptions) -> Project {
     project
 }
 
-/// Gaps in a line counter: numbers that should have come between the first and the last.
-pub fn counter_gaps(seqs: impl IntoIterator<Item = f64>) -> (u64, u64) {
-    let mut lines = 0;
-    let mut lost = 0;
-    let mut prev: Option<f64> = None;
-    for s in seqs {
-        lines += 1;
-        if let Some(p) = prev {
-            let step = s - p;
-            if step > 1.0 {
-                lost += (step - 1.0) as u64;
-            }
+/// Counts lines by their `seq` numbers: a number missing between two received ones is a lost
+/// line; a number at or below the previous one is a restarted emulator (a new count begins,
+/// and what it had not sent is not a loss).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LineCounter {
+    pub lines: u64,
+    pub lost: u64,
+    pub restarts: u64,
+    last: Option<f64>,
+}
+
+impl LineCounter {
+    pub fn add(&mut self, seq: f64) {
+        if seq.is_nan() {
+            // The gap marker of a lost link.
+            return;
         }
-        prev = Some(s);
+        match self.last {
+            Some(prev) if seq > prev + 1.0 => self.lost += (seq - prev - 1.0) as u64,
+            Some(prev) if seq <= prev => self.restarts += 1,
+            _ => {}
+        }
+        self.lines += 1;
+        self.last = Some(seq);
     }
-    (lines, lost)
+}
+
+/// Lines and lost lines of a run of counter values.
+pub fn counter_gaps(seqs: impl IntoIterator<Item = f64>) -> (u64, u64) {
+    let mut c = LineCounter::default();
+    seqs.into_iter().for_each(|s| c.add(s));
+    (c.lines, c.lost)
+}
+
+/// Follows one drive's `seq` series as it grows, so that nothing has to be kept for the end
+/// (a soak's history is shorter than the run).
+#[derive(Debug, Clone, Default)]
+pub struct SeqFollower {
+    pub counter: LineCounter,
+    /// Time of the newest counted sample and how many samples with that time were counted.
+    last_t: f64,
+    at_last_t: usize,
+}
+
+impl SeqFollower {
+    pub fn new() -> Self {
+        SeqFollower { counter: LineCounter::default(), last_t: f64::NEG_INFINITY, at_last_t: 0 }
+    }
+
+    /// Counts the samples of `series` not seen yet.
+    pub fn follow(&mut self, series: &crate::telemetry::Series) {
+        let mut skip = self.at_last_t;
+        for (t, v) in series.samples_in(self.last_t, f64::INFINITY) {
+            if t == self.last_t && skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if t == self.last_t {
+                self.at_last_t += 1;
+            } else {
+                self.last_t = t;
+                self.at_last_t = 1;
+            }
+            self.counter.add(v);
+        }
+    }
 }
 
 /// Per-drive line counts and gaps in a recording's `DRIVE.seq` columns.
@@ -227,31 +320,56 @@ pub struct FrameStats {
     pub minimized_s: f64,
 }
 
+/// One drive's figures at the end of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriveFigures {
+    pub name: String,
+    /// Lines counted while the drive streamed (followed live, whatever the history holds).
+    pub counted: LineCounter,
+    /// Lines and lost lines in the recording.
+    pub csv: Option<(u64, u64)>,
+    pub link_losses: usize,
+    pub connected_at_end: bool,
+    /// Not connected at the end: seconds since its link went (a reconnect may be under way).
+    pub lost_for_s: Option<f64>,
+}
+
 /// The outcome of a load run.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
     pub drives: usize,
     pub rate_hz: f64,
     pub seconds: f64,
-    /// Per drive: name, lines in the live store, lines lost in the store, lines in the CSV,
-    /// lines lost in the CSV.
-    pub per_drive: Vec<(String, u64, u64, u64, u64)>,
+    pub per_drive: Vec<DriveFigures>,
     pub frames: FrameStats,
     pub process_cpu_pct: f64,
     pub resident_mb: f64,
-    pub csv: PathBuf,
+    /// Resident memory sampled every minute: (seconds into the run, MB).
+    pub memory_mb: Vec<(f64, f64)>,
+    pub csv: Option<PathBuf>,
     pub csv_mb: f64,
     pub recorder_lost: u64,
+    /// Emulators killed and started again (soak).
+    pub restarts: u64,
 }
 
 impl LoadReport {
     pub fn lost(&self) -> u64 {
-        self.recorder_lost + self.per_drive.iter().map(|d| d.2 + d.4).sum::<u64>()
+        self.recorder_lost
+            + self.per_drive.iter().map(|d| d.counted.lost + d.csv.map_or(0, |c| c.1)).sum::<u64>()
     }
 
-    /// Drives whose counter never reached the store or the file.
+    /// Drives that sent nothing, or (soak) did not come back after their last disconnect.
     pub fn silent(&self) -> Vec<&str> {
-        self.per_drive.iter().filter(|d| d.1 == 0 || d.3 == 0).map(|d| d.0.as_str()).collect()
+        self.per_drive
+            .iter()
+            .filter(|d| {
+                d.counted.lines == 0
+                    || d.csv.is_some_and(|c| c.0 == 0)
+                    || !d.connected_at_end && d.lost_for_s.is_none_or(|s| s > RECONNECT_GRACE_S)
+            })
+            .map(|d| d.name.as_str())
+            .collect()
     }
 }
 
@@ -262,11 +380,24 @@ impl std::fmt::Display for LoadReport {
             "{} emulated drives × {} lines/s for {:.0} s (GUI open)",
             self.drives, self.rate_hz, self.seconds
         )?;
-        for (name, store, store_lost, csv, csv_lost) in &self.per_drive {
-            writeln!(
-                f,
-                "  {name}: {store} lines in the store ({store_lost} lost), {csv} in the CSV ({csv_lost} lost)"
-            )?;
+        for d in &self.per_drive {
+            write!(f, "  {}: {} lines received ({} lost)", d.name, d.counted.lines, d.counted.lost)?;
+            if let Some((lines, lost)) = d.csv {
+                write!(f, ", {lines} in the CSV ({lost} lost)")?;
+            }
+            if d.link_losses > 0 || d.counted.restarts > 0 {
+                write!(
+                    f,
+                    ", link lost {} times, {} restarts seen, {}",
+                    d.link_losses,
+                    d.counted.restarts,
+                    if d.connected_at_end { "connected at the end" } else { "NOT connected at the end" }
+                )?;
+            }
+            writeln!(f)?;
+        }
+        if self.restarts > 0 {
+            writeln!(f, "emulators killed and restarted: {}", self.restarts)?;
         }
         let mut app = self.frames.app_ms.clone();
         let mut thread = self.frames.thread_ms.clone();
@@ -290,13 +421,20 @@ impl std::fmt::Display for LoadReport {
             "process CPU {:.0} % of one core (all threads, incl. software GL), resident {:.0} MB",
             self.process_cpu_pct, self.resident_mb
         )?;
-        writeln!(
-            f,
-            "recording {} ({:.1} MB), recorder lost {}",
-            self.csv.display(),
-            self.csv_mb,
-            self.recorder_lost
-        )?;
+        if !self.memory_mb.is_empty() {
+            let curve: Vec<String> =
+                self.memory_mb.iter().map(|(t, mb)| format!("{:.0} min {mb:.0} MB", t / 60.0)).collect();
+            writeln!(f, "resident memory: {}", curve.join(", "))?;
+        }
+        if let Some(csv) = &self.csv {
+            writeln!(
+                f,
+                "recording {} ({:.1} MB), recorder lost {}",
+                csv.display(),
+                self.csv_mb,
+                self.recorder_lost
+            )?;
+        }
         write!(f, "samples lost: {}", self.lost())
     }
 }
@@ -314,6 +452,10 @@ pub struct LoadRun {
     pub last_thread_cpu: Option<Duration>,
     pub last_minimized_check: Option<Instant>,
     pub done: bool,
+    /// One follower per drive, in bench order.
+    pub followers: Vec<SeqFollower>,
+    pub memory_mb: Vec<(f64, f64)>,
+    pub next_memory_s: f64,
 }
 
 impl LoadRun {
@@ -328,6 +470,9 @@ impl LoadRun {
             last_thread_cpu: None,
             last_minimized_check: None,
             done: false,
+            followers: Vec::new(),
+            memory_mb: Vec::new(),
+            next_memory_s: 0.0,
         }
     }
 
@@ -346,6 +491,31 @@ mod tests {
         assert_eq!(counter_gaps([5.0, 6.0, 7.0]), (3, 0));
         assert_eq!(counter_gaps([5.0, 6.0, 9.0, 10.0]), (4, 2));
         assert_eq!(counter_gaps(Vec::<f64>::new()), (0, 0));
+    }
+
+    #[test]
+    fn a_restarted_counter_is_a_new_count_not_a_loss() {
+        let mut c = LineCounter::default();
+        for s in [10.0, 11.0, f64::NAN, 0.0, 1.0, 3.0] {
+            c.add(s);
+        }
+        assert_eq!(c, LineCounter { lines: 5, lost: 1, restarts: 1, last: Some(3.0) });
+    }
+
+    #[test]
+    fn the_follower_counts_each_sample_once_even_with_shared_times() {
+        let mut s = crate::telemetry::Series::new(100);
+        let mut f = SeqFollower::new();
+        for (t, v) in [(0.0, 0.0), (0.1, 1.0), (0.1, 2.0)] {
+            s.push(t, v);
+        }
+        f.follow(&s);
+        for (t, v) in [(0.1, 3.0), (0.2, 5.0)] {
+            s.push(t, v);
+        }
+        f.follow(&s);
+        f.follow(&s);
+        assert_eq!((f.counter.lines, f.counter.lost), (5, 1));
     }
 
     #[test]

@@ -71,6 +71,15 @@ struct BenchArgs {
     /// Minimise the window from A to B seconds into the run (repeatable), e.g. `60-240`.
     #[arg(long, value_name = "A-B")]
     minimize: Vec<String>,
+    /// Soak: kill one emulator (in turn) every S seconds, start it again 2 s later.
+    #[arg(long, value_name = "S")]
+    disconnect_every: Option<f64>,
+    /// Do not record (a long soak would write gigabytes).
+    #[arg(long)]
+    no_record: bool,
+    /// Samples kept per signal (default: the whole run).
+    #[arg(long, value_name = "N")]
+    history: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -399,10 +408,51 @@ fn load_bench(args: BenchArgs) -> Result<()> {
         seconds: args.seconds,
         csv: args.csv.unwrap_or_else(|| std::env::temp_dir().join("drivebench-load.csv")),
         minimized,
+        record: !args.no_record,
+        disconnect_every_s: args.disconnect_every,
+        history: args.history,
     };
+    if let Some(s) = opts.disconnect_every_s
+        && !(s.is_finite() && s >= 5.0)
+    {
+        bail!("--disconnect-every must be at least 5 seconds");
+    }
     let exe = std::env::current_exe().context("cannot find the drivebench executable")?;
-    let emulators = Emulators::spawn(&exe, opts.drives, opts.rate_hz)?;
+    let links = tempfile_dir()?;
+    let emulators = Emulators::spawn(&exe, opts.drives, opts.rate_hz, &links)?;
     let project = project_for(&emulators.paths, &opts);
+    let emulators = Arc::new(Mutex::new(emulators));
+    // The soak's pulled cables: one emulator killed, started again 2 s later, in turn.
+    let soaking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let soak = opts.disconnect_every_s.map(|every| {
+        let (emulators, soaking) = (emulators.clone(), soaking.clone());
+        let drives = opts.drives;
+        std::thread::spawn(move || {
+            let mut next = 0;
+            let sleep = |s: f64, soaking: &std::sync::atomic::AtomicBool| {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(s);
+                while soaking.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < until
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                soaking.load(std::sync::atomic::Ordering::Relaxed)
+            };
+            while sleep(every - 2.0, &soaking) {
+                if let Ok(mut e) = emulators.lock() {
+                    e.kill(next);
+                }
+                if !sleep(2.0, &soaking) {
+                    break;
+                }
+                if let Ok(mut e) = emulators.lock()
+                    && let Err(err) = e.restart(next)
+                {
+                    eprintln!("drivebench: cannot restart emulator {}: {err}", next + 1);
+                }
+                next = (next + 1) % drives;
+            }
+        })
+    });
     let result: drivebench::ui::LoadResult = Arc::new(Mutex::new(None));
     let run = LoadRun::new(opts);
     let options = eframe::NativeOptions {
@@ -420,13 +470,24 @@ fn load_bench(args: BenchArgs) -> Result<()> {
         Box::new(move |cc| Ok(Box::new(DrivebenchApp::new(cc, project, None, None).with_load(run, shared)))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    soaking.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some(soak) = soak {
+        let _ = soak.join();
+    }
+    let emulators = match Arc::try_unwrap(emulators) {
+        Ok(m) => m.into_inner().map_err(|_| anyhow::anyhow!("emulator state poisoned"))?,
+        Err(_) => bail!("the emulators are still in use"),
+    };
+    let restarts = emulators.restarts;
     let emulator_drops = emulators.finish();
+    let _ = std::fs::remove_dir_all(&links);
     let outcome = result.lock().map_err(|_| anyhow::anyhow!("load test state poisoned"))?.take();
-    let report = match outcome {
+    let mut report = match outcome {
         Some(Ok(report)) => report,
         Some(Err(e)) => bail!("load test failed: {e}"),
         None => bail!("the window closed before the load test finished"),
     };
+    report.restarts = restarts;
     println!("{report}");
     let drops: Vec<String> =
         emulator_drops.iter().map(|d| d.map_or_else(|| "?".to_owned(), |b| b.to_string())).collect();
@@ -441,4 +502,11 @@ fn load_bench(args: BenchArgs) -> Result<()> {
         bail!("no data from {}", report.silent().join(", "));
     }
     Ok(())
+}
+
+/// A fresh private directory for the emulators' links.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("drivebench-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }

@@ -1084,13 +1084,22 @@ impl ModbusCodec {
     }
 
     /// The head is incomplete: if a whole reply of ours follows, skip to it.
+    ///
+    /// Bytes enter the buffer one at a time and this scan runs whenever the head is left
+    /// waiting, so a reply of ours complete at an earlier byte was found then: only a reply
+    /// ending at the newest byte can be new. Its length is that of the normal reply or of an
+    /// exception (5), so at most two offsets need looking at, the earlier first.
     fn scan_or_wait(&self, expect: Expect) -> Step {
-        for at in 1..self.rx.len() {
+        let n = self.rx.len();
+        let normal = expect.len.unwrap_or(0);
+        let (first, second) = if normal > 5 { (normal, 5) } else { (5, normal) };
+        for len in [first, second] {
+            if len == 0 || len >= n {
+                continue;
+            }
+            let at = n - len;
             let rest = &self.rx[at..];
-            if let Some(Some(len)) = expect.length(rest)
-                && rest.len() >= len
-                && crc_ok(&rest[..len])
-            {
+            if expect.length(rest) == Some(Some(len)) && crc_ok(rest) {
                 return Step::Drop(at);
             }
         }
@@ -1318,7 +1327,7 @@ impl ModbusCodec {
             let offset = usize::from(entry.address - start);
             let regs = &words[offset..offset + usize::from(entry.words())];
             let value = self.map.decode(index, regs);
-            let (role, unit) = (entry.role, entry.unit.clone());
+            let (role, unit) = (entry.role, entry.unit.as_str());
             match role {
                 Some(Role::Statusword) => {
                     self.known.statusword = Some((regs[0], seq));
@@ -1340,7 +1349,7 @@ impl ModbusCodec {
                 Some(role) => {
                     if let (Some(mode), Ok(v)) = (role.target_mode(), &value) {
                         let canonical = match mode {
-                            ControlMode::Current => self.map.to_amperes(&unit, *v),
+                            ControlMode::Current => self.map.to_amperes(unit, *v),
                             _ => Some(*v),
                         };
                         if let Some(canonical) = canonical {
@@ -1350,7 +1359,7 @@ impl ModbusCodec {
                     }
                     if let (Some(signal), Ok(v)) = (self.signal_of[index], &value) {
                         let canonical = match role {
-                            Role::CurrentActual => self.map.to_amperes(&unit, *v),
+                            Role::CurrentActual => self.map.to_amperes(unit, *v),
                             _ => Some(*v),
                         };
                         if let Some(v) = canonical.filter(|v| v.is_finite()) {

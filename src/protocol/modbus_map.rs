@@ -911,7 +911,7 @@ impl RegisterMap {
     }
 
     fn entry(&self, index: usize) -> Result<&RegisterEntry, ValueError> {
-        self.entries.get(index).ok_or(ValueError::Length {
+        self.entries.get(index).ok_or_else(|| ValueError::Length {
             name: format!("entry #{index}"),
             expected: 0,
             got: 0,

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use app::{BenchApp, DemoScript};
 
 use crate::loadtest::{
-    LoadReport, LoadRun, counter_gaps, csv_counters, process_cpu, resident_bytes, thread_cpu,
+    DriveFigures, LoadReport, LoadRun, SeqFollower, csv_counters, process_cpu, resident_bytes, thread_cpu,
 };
 use crate::project::Project;
 
@@ -93,9 +93,10 @@ impl DrivebenchApp {
                     && d.telemetry().series(crate::loadtest::SEQ).is_some_and(|s| s.len() > 10)
             });
             if ready {
-                if self.app.start_recording(Some(run.opts.csv.clone())) {
+                if !run.opts.record || self.app.start_recording(Some(run.opts.csv.clone())) {
                     run.recording_since = Some(std::time::Instant::now());
                     run.cpu_at_start = process_cpu();
+                    run.followers = self.app.bench.drives.iter().map(|_| SeqFollower::new()).collect();
                 } else {
                     run.done = true;
                     *result.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -113,6 +114,16 @@ impl DrivebenchApp {
             return;
         };
         let t_s = since.elapsed().as_secs_f64();
+        // Count every line as it arrives (the history may be shorter than the run).
+        for (d, follower) in bench.drives.iter().zip(&mut run.followers) {
+            if let Some(series) = d.telemetry().series(crate::loadtest::SEQ) {
+                follower.follow(series);
+            }
+        }
+        if t_s >= run.next_memory_s {
+            run.memory_mb.push((t_s, resident_bytes() as f64 / 1e6));
+            run.next_memory_s += 60.0;
+        }
         let now = std::time::Instant::now();
         let minimized = ctx.input(|i| i.viewport().minimized) == Some(true);
         if let Some(last) = run.last_minimized_check
@@ -137,22 +148,37 @@ impl DrivebenchApp {
         let cpu = (process_cpu() - run.cpu_at_start).as_secs_f64();
         let summary = self.app.bench.stop_recording();
         let outcome = (|| -> Result<LoadReport, String> {
-            let summary = summary.ok_or("no recording ran")?.map_err(|e| e.to_string())?;
-            let in_csv = csv_counters(&summary.path).map_err(|e| e.to_string())?;
-            let mut per_drive = Vec::new();
-            for d in &self.app.bench.drives {
-                let telemetry = d.telemetry();
-                let seqs = telemetry
-                    .series(crate::loadtest::SEQ)
-                    .map(|s| {
-                        s.samples_in(f64::NEG_INFINITY, f64::INFINITY).map(|(_, v)| v).collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                let (lines, lost) = counter_gaps(seqs);
-                let (csv_lines, csv_lost) =
-                    in_csv.iter().find(|(n, _, _)| n == d.name()).map_or((0, 0), |(_, l, g)| (*l, *g));
-                per_drive.push((d.name().to_owned(), lines, lost, csv_lines, csv_lost));
-            }
+            let summary = match summary {
+                Some(s) => Some(s.map_err(|e| e.to_string())?),
+                None if run.opts.record => return Err("no recording ran".into()),
+                None => None,
+            };
+            let in_csv = match &summary {
+                Some(s) => csv_counters(&s.path).map_err(|e| e.to_string())?,
+                None => Vec::new(),
+            };
+            let per_drive = self
+                .app
+                .bench
+                .drives
+                .iter()
+                .zip(&run.followers)
+                .map(|(d, f)| DriveFigures {
+                    name: d.name().to_owned(),
+                    counted: f.counter,
+                    csv: summary.as_ref().map(|_| {
+                        in_csv.iter().find(|(n, _, _)| n == d.name()).map_or((0, 0), |(_, l, g)| (*l, *g))
+                    }),
+                    link_losses: d.link_losses.len(),
+                    connected_at_end: d.state.is_connected(),
+                    lost_for_s: match &d.state {
+                        crate::drive::DriveState::LinkLost { since_s, .. } => {
+                            Some(self.app.bench.clock.now_s() - since_s)
+                        }
+                        _ => None,
+                    },
+                })
+                .collect();
             Ok(LoadReport {
                 drives: run.opts.drives,
                 rate_hz: run.opts.rate_hz,
@@ -161,9 +187,11 @@ impl DrivebenchApp {
                 frames: run.frames.clone(),
                 process_cpu_pct: 100.0 * cpu / wall,
                 resident_mb: resident_bytes() as f64 / 1e6,
-                csv: summary.path.clone(),
-                csv_mb: summary.bytes as f64 / 1e6,
-                recorder_lost: summary.lost,
+                memory_mb: run.memory_mb.clone(),
+                csv: summary.as_ref().map(|s| s.path.clone()),
+                csv_mb: summary.as_ref().map_or(0.0, |s| s.bytes as f64 / 1e6),
+                recorder_lost: summary.as_ref().map_or(0, |s| s.lost),
+                restarts: 0,
             })
         })();
         *result.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
