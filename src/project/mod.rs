@@ -194,8 +194,8 @@ pub enum ProjectError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is {size} bytes; a project file is at most {max} bytes — is this the right file?")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
-    #[error("{path} is not UTF-8 text (byte {offset}): a project file is RON text")]
-    NotText { path: PathBuf, offset: usize },
+    #[error("{path}:{line}:{col}: not UTF-8 text (byte {offset}): a project file is RON text")]
+    NotText { path: PathBuf, offset: usize, line: usize, col: usize },
     #[error("{path}:{line}:{col}: {message}")]
     Syntax { path: PathBuf, line: usize, col: usize, message: String },
     #[error(
@@ -213,10 +213,19 @@ impl ProjectError {
     /// Line and column of a syntax error, if the error has one.
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {
-            ProjectError::Syntax { line, col, .. } => Some((*line, *col)),
+            ProjectError::Syntax { line, col, .. } | ProjectError::NotText { line, col, .. } => {
+                Some((*line, *col))
+            }
             _ => None,
         }
     }
+}
+
+/// Where [`Project::save`] keeps the previous version of `path`: `NAME.ron.bak`.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".bak");
+    path.with_file_name(name)
 }
 
 /// Reads only the version, so an unknown version is reported as such and not as a schema error.
@@ -293,9 +302,12 @@ impl Project {
             });
         }
         let bytes = std::fs::read(path).map_err(read_err)?;
-        let text = String::from_utf8(bytes).map_err(|e| ProjectError::NotText {
-            path: path.to_owned(),
-            offset: e.utf8_error().valid_up_to(),
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..offset];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            ProjectError::NotText { path: path.to_owned(), offset, line, col }
         })?;
         Project::from_ron(&text, path)
     }
@@ -306,7 +318,8 @@ impl Project {
     }
 
     /// Saves atomically: the text goes to a temporary file in the same directory, is synced,
-    /// then renamed over the target, so a crash leaves either the old or the new file.
+    /// then renamed over the target, so a crash leaves either the old or the new file. The
+    /// previous file is kept as `NAME.ron.bak`.
     pub fn save(&self, path: &Path) -> Result<(), ProjectError> {
         let text = self.to_ron()?;
         let write_err = |source| ProjectError::Write { path: path.to_owned(), source };
@@ -320,6 +333,9 @@ impl Project {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
+            if path.is_file() {
+                std::fs::copy(path, backup_path(path))?;
+            }
             std::fs::rename(&tmp, path)
         })();
         if let Err(e) = result {
@@ -413,8 +429,40 @@ mod tests {
         p.drives[0].params.insert("speed_kp".into(), 0.02);
         p.save(&path).unwrap();
         assert_eq!(Project::load(&path).unwrap(), p);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["bench.ron", "bench.ron.bak"], "temporary file left behind");
+        // The previous file is the backup; a second save backs up the first.
+        assert_eq!(std::fs::read_to_string(backup_path(&path)).unwrap(), "old contents");
+        p.save(&path).unwrap();
+        assert_eq!(Project::load(&backup_path(&path)).unwrap(), p);
+    }
+
+    #[test]
+    fn truncated_wrong_type_and_huge_files_are_refused_with_the_place() {
+        let full = Project::demo().to_ron().unwrap();
+        let cut = &full[..full.len() / 2];
+        let err = Project::from_ron(cut, Path::new("cut.ron")).unwrap_err();
+        assert!(err.position().is_some(), "{err}");
+        let wrong = full.replacen("max_current_a: 8.0", "max_current_a: \"eight\"", 1);
+        assert_ne!(wrong, full);
+        let err = Project::from_ron(&wrong, Path::new("wrong.ron")).unwrap_err();
+        let (line, _) = err.position().expect("position");
+        assert_eq!(
+            full.lines().nth(line - 1).map(|l| l.trim_start().starts_with("max_current_a")),
+            Some(true),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge.ron");
+        let f = std::fs::File::create(&huge).unwrap();
+        f.set_len(60 * 1024 * 1024).unwrap();
+        let err = Project::load(&huge).unwrap_err();
+        assert!(matches!(err, ProjectError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("is 62914560 bytes"), "{err}");
     }
 
     #[test]
@@ -462,9 +510,10 @@ mod tests {
     fn non_utf8_and_missing_files_get_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bin.ron");
-        std::fs::write(&path, b"Project(version: 1, \xff\xfe)").unwrap();
+        std::fs::write(&path, b"Project(\n  version: 1, \xff\xfe)").unwrap();
         let err = Project::load(&path).unwrap_err();
-        assert!(matches!(err, ProjectError::NotText { offset: 20, .. }), "{err}");
+        assert!(matches!(err, ProjectError::NotText { offset: 23, line: 2, col: 15, .. }), "{err}");
+        assert!(err.to_string().contains("bin.ron:2:15"), "{err}");
         let err = Project::load(&dir.path().join("missing.ron")).unwrap_err();
         assert!(err.to_string().contains("missing.ron"), "{err}");
     }
