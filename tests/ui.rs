@@ -464,3 +464,45 @@ fn quitting_with_an_enabled_drive_asks_first_and_disables_it() {
     step_until(&mut h, "disabled", |a| a.bench.drives.iter().all(|d| d.state != DriveState::Enabled));
     assert!(h.state_mut().close_requested());
 }
+
+#[test]
+fn unsaved_changes_are_autosaved_and_offered_back_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // A session with an unsaved change that never exits cleanly.
+    let mut crashed = demo_app();
+    crashed.enable_autosave(state.clone());
+    assert!(crashed.restore_offer.is_none());
+    crashed.add_simulated_drive();
+    assert!(crashed.has_unsaved_changes());
+    crashed.autosave_now();
+    assert!(drivebench::project::autosave_path(&state).exists());
+    drop(crashed);
+
+    // The next start offers it back; Restore brings the bench with its three drives.
+    let mut app = BenchApp::new(Project::default(), None, None);
+    app.enable_autosave(state.clone());
+    let mut h = harness(app);
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("did not close cleanly").is_some());
+    h.get_by_label("Restore").click();
+    h.step();
+    let app = h.state();
+    assert_eq!(app.bench.drives.len(), 3);
+    assert!(app.has_unsaved_changes(), "restored changes are still unsaved");
+    // Saving makes them saved: the autosave goes.
+    let saved = dir.path().join("bench.ron");
+    assert!(h.state_mut().save_to(&saved));
+    assert!(!drivebench::project::autosave_path(&state).exists());
+
+    // A clean exit leaves nothing to offer.
+    let mut clean = demo_app();
+    clean.enable_autosave(state.clone());
+    clean.add_simulated_drive();
+    clean.autosave_now();
+    clean.clean_exit();
+    let mut next = demo_app();
+    next.enable_autosave(state);
+    assert!(next.restore_offer.is_none());
+}

@@ -14,7 +14,9 @@ use crate::link::SerialSettings;
 use crate::protocol::Protocol;
 use crate::sim::SimConfig;
 
+mod autosave;
 mod spec;
+pub use autosave::{Autosave, autosave_path};
 pub use spec::{SpecError, parse_drive_spec};
 
 /// The file format version this build writes and reads.

@@ -10,7 +10,7 @@ use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::bench::Bench;
 use crate::drive::{Command, ControlMode, DriveState};
-use crate::project::{DriveConfig, Project};
+use crate::project::{Autosave, DriveConfig, Project};
 use crate::telemetry::playback::{PlaybackError, RecordedTelemetry, load_recording};
 use crate::worker::RepaintFn;
 
@@ -26,6 +26,8 @@ use super::status::StatusBar;
 
 /// Time the UI thread may spend per frame moving worker events into the store.
 const PUMP_BUDGET: Duration = Duration::from_millis(8);
+/// How often unsaved changes are autosaved.
+const AUTOSAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Recent projects remembered across runs.
 const MAX_RECENT: usize = 8;
 
@@ -78,6 +80,11 @@ pub struct BenchApp {
     pub history: HistoryDialog,
     /// The console panel under the plots, for the selected serial drive.
     pub show_console: bool,
+    /// Where unsaved changes are autosaved (`None`: no autosave).
+    pub autosave_dir: Option<PathBuf>,
+    last_autosave: Instant,
+    /// An autosave found at start, offered back.
+    pub restore_offer: Option<Autosave>,
     /// The About window is open.
     pub show_about: bool,
     /// The quit confirmation is open (drives were enabled when the window was asked to close).
@@ -121,6 +128,9 @@ impl BenchApp {
             console: ConsolePanel::default(),
             history: HistoryDialog::default(),
             show_console: true,
+            autosave_dir: None,
+            last_autosave: Instant::now(),
+            restore_offer: None,
             show_about: false,
             confirm_quit: false,
             quit_approved: false,
@@ -187,6 +197,7 @@ impl BenchApp {
                 self.project = project;
                 self.project_path = Some(path.to_owned());
                 self.remember(path);
+                self.autosave_now();
                 true
             }
             Err(e) => {
@@ -369,6 +380,93 @@ impl BenchApp {
         self.project.history.samples_per_signal = samples;
     }
 
+    /// Turns autosave on (into `dir`) and offers back what an earlier session left there.
+    pub fn enable_autosave(&mut self, dir: PathBuf) {
+        match Autosave::read(&dir) {
+            Some(Ok(found)) => self.restore_offer = Some(found),
+            Some(Err(e)) => {
+                Autosave::remove(&dir);
+                self.show_notice("Autosave unreadable", format!("{e} (it was removed)"));
+            }
+            None => {}
+        }
+        self.autosave_dir = Some(dir);
+    }
+
+    /// True if the bench differs from the project as last opened or saved.
+    pub fn has_unsaved_changes(&self) -> bool {
+        self.current_project() != self.project
+    }
+
+    /// Writes the autosave now if there are unsaved changes, removes it otherwise.
+    pub fn autosave_now(&mut self) {
+        self.last_autosave = Instant::now();
+        let Some(dir) = self.autosave_dir.clone() else { return };
+        if self.restore_offer.is_some() {
+            // The old autosave stays until the user has decided.
+            return;
+        }
+        if self.has_unsaved_changes() {
+            let autosave = Autosave::new(self.current_project(), self.project_path.clone());
+            if let Err(e) = autosave.write(&dir) {
+                crate::logfile::line("app", &format!("autosave failed: {e}"));
+            }
+        } else {
+            Autosave::remove(&dir);
+        }
+    }
+
+    /// A clean end: nothing to offer back next time.
+    pub fn clean_exit(&mut self) {
+        if let (Some(dir), None) = (&self.autosave_dir, &self.restore_offer) {
+            Autosave::remove(dir);
+        }
+    }
+
+    fn restore_ui(&mut self, ctx: &egui::Context) {
+        let Some(offer) = &self.restore_offer else { return };
+        let from = match &offer.path {
+            Some(p) => format!("changes to {}", p.display()),
+            None => "an unsaved bench".to_owned(),
+        };
+        let drives: Vec<&str> = offer.project.drives.iter().map(|d| d.name.as_str()).collect();
+        let mut choice = None;
+        egui::Modal::new(egui::Id::unique("restore-autosave")).show(ctx, |ui| {
+            ui.heading("drivebench did not close cleanly");
+            ui.label(format!(
+                "An autosave from {} holds {from} (drives: {}).",
+                offer.saved_at,
+                drives.join(", ")
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Restore").clicked() {
+                    choice = Some(true);
+                }
+                if ui.button("Discard").clicked() {
+                    choice = Some(false);
+                }
+            });
+        });
+        match choice {
+            Some(true) => {
+                if let Some(offer) = self.restore_offer.take() {
+                    let saved = offer.path.as_ref().and_then(|p| Project::load(p).ok());
+                    self.open_project(offer.project, offer.path);
+                    // Still unsaved: what is on disk (if anything) is the saved state.
+                    self.project = saved.unwrap_or_default();
+                    crate::logfile::line("app", &format!("restored the autosave from {}", offer.saved_at));
+                }
+            }
+            Some(false) => {
+                self.restore_offer = None;
+                if let Some(dir) = &self.autosave_dir {
+                    Autosave::remove(dir);
+                }
+            }
+            None => {}
+        }
+    }
+
     /// Shows an error window and logs it.
     pub fn show_notice(&mut self, title: &str, text: String) {
         crate::logfile::line("app", &format!("{title}: {text}"));
@@ -440,6 +538,9 @@ impl BenchApp {
             ctx.request_repaint();
         }
         self.poll_loading();
+        if self.last_autosave.elapsed() >= AUTOSAVE_INTERVAL {
+            self.autosave_now();
+        }
         if self.bench.recording().is_some() {
             // The elapsed time and file size tick while recording.
             ctx.request_repaint_after(Duration::from_millis(250));
@@ -606,6 +707,7 @@ impl BenchApp {
         }
         self.notice_ui(&ctx);
         self.about_ui(&ctx);
+        self.restore_ui(&ctx);
         if ctx.input(|i| i.viewport().close_requested()) && !self.close_requested() {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
         }

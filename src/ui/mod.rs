@@ -68,12 +68,17 @@ impl DrivebenchApp {
         if let Some(plan) = &screenshot {
             let frames = plan.frames;
             app = app.with_script(DemoScript { frames, enabled_at_s: None });
+        } else if let Some(dir) = crate::logfile::default_dir() {
+            // Scripted runs leave no autosave behind and find none.
+            app.enable_autosave(dir);
         }
         DrivebenchApp { app, screenshot, requested: false, load: None, logic_cpu: Duration::ZERO }
     }
 
     /// Runs the load test of `drivebench bench` in this window.
     pub fn with_load(mut self, run: LoadRun, result: LoadResult) -> Self {
+        self.app.autosave_dir = None;
+        self.app.restore_offer = None;
         self.load = Some((run, result));
         self
     }
@@ -263,6 +268,7 @@ impl eframe::App for DrivebenchApp {
         self.app.bench.pump(Duration::from_millis(50));
         // A running recording gets everything received written and the file closed.
         self.app.stop_recording();
+        self.app.clean_exit();
     }
 }
 
