@@ -492,7 +492,7 @@ fn load_bench(args: BenchArgs) -> Result<()> {
     let drops: Vec<String> =
         emulator_drops.iter().map(|d| d.map_or_else(|| "?".to_owned(), |b| b.to_string())).collect();
     println!(
-        "bytes the emulators dropped because drivebench did not read them in time: {}",
+        "bytes the emulators could not deliver (drivebench not reading in time, or not connected yet): {}",
         drops.join(", ")
     );
     if report.lost() > 0 {
