@@ -1070,10 +1070,17 @@ impl ModbusCodec {
             Length::Need => Step::Wait,
             Length::Invalid => Step::Drop(1),
             Length::Bytes(len) if buf.len() >= len => {
-                if crc_ok(&buf[..len]) {
-                    Step::Frame { len, ours: false }
-                } else {
+                if !crc_ok(&buf[..len]) {
                     Step::Drop(1)
+                } else if let Some(expect) = expect
+                    && (1..len).any(|k| expect.length(&buf[k..]).is_some())
+                {
+                    // A CRC matches by chance once in 65 536 frames: garbage plus the start of
+                    // our reply can look like a whole frame of another unit. While our reply
+                    // may begin inside it, wait for that reply (or the response timeout).
+                    self.scan_or_wait(expect)
+                } else {
+                    Step::Frame { len, ours: false }
                 }
             }
             Length::Bytes(_) => match expect {
