@@ -81,11 +81,7 @@ impl PlotsPanel {
                     Some(p) => p,
                     None => {
                         if !self.plots.iter().any(|p| p.title == "Telemetry") {
-                            self.plots.push(PlotConfig {
-                                title: "Telemetry".into(),
-                                unit: String::new(),
-                                signals: Vec::new(),
-                            });
+                            self.plots.push(PlotConfig::new("Telemetry", "", Vec::new()));
                         }
                         self.plots.iter_mut().find(|p| p.title == "Telemetry").expect("just added")
                     }
@@ -97,7 +93,12 @@ impl PlotsPanel {
 
     /// The layout to save in the project.
     pub fn layout(&self) -> PlotLayout {
-        PlotLayout { window_s: self.window_s, plots: self.plots.clone(), hidden: self.hidden.clone() }
+        PlotLayout {
+            window_s: self.window_s,
+            plots: self.plots.clone(),
+            hidden: self.hidden.clone(),
+            trigger: Default::default(),
+        }
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, bench: &Bench) {
@@ -277,11 +278,8 @@ impl PlotsPanel {
             }
             if ui.button("Add plot").clicked() {
                 let first = signal_names(bench).into_iter().next().unwrap_or_default();
-                self.plots.push(PlotConfig {
-                    title: format!("Plot {}", self.plots.len() + 1),
-                    unit: String::new(),
-                    signals: vec![first],
-                });
+                let title = format!("Plot {}", self.plots.len() + 1);
+                self.plots.push(PlotConfig::new(&title, "", vec![first]));
             }
             ui.label(
                 RichText::new(if self.follow {
