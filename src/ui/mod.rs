@@ -8,6 +8,7 @@ pub mod drive_list;
 pub mod files;
 pub mod params;
 pub mod plots;
+pub mod scope;
 pub mod serial;
 pub mod status;
 
