@@ -5,6 +5,7 @@ pub mod app;
 pub mod console;
 pub mod control;
 pub mod drive_list;
+pub mod export;
 pub mod files;
 pub mod params;
 pub mod plots;
