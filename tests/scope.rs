@@ -525,6 +525,38 @@ fn png_export_crops_the_window_screenshot_to_the_plot_stack() {
     assert!(answer_screenshot(&h, egui::ColorImage::filled([8, 8], egui::Color32::WHITE)));
     step_until(&mut h, "the failed PNG", |a| a.plots.export_status.is_some());
     assert!(!h.state().plots.export_status.as_ref().unwrap().ok);
+
+    // A screenshot that never comes: the export gives up with a message, and a late image of
+    // that request is not taken for the next one.
+    h.state_mut().plots.export_status = None;
+    let never = dir.path().join("never.png");
+    h.state_mut().plots.export_png(&never);
+    h.step();
+    let abandoned: Vec<egui::ScreenshotCallback> = h
+        .output()
+        .viewport_output
+        .values()
+        .flat_map(|v| v.commands.iter())
+        .filter_map(|c| if let egui::ViewportCommand::Screenshot(cb) = c { Some(cb.clone()) } else { None })
+        .collect();
+    assert_eq!(abandoned.len(), 1);
+    step_until(&mut h, "giving up", |a| a.plots.export_status.is_some());
+    let status = h.state().plots.export_status.clone().unwrap();
+    assert!(!status.ok && status.text.contains("could not be captured"), "{status:?}");
+    assert!(!never.exists());
+    h.state_mut().plots.export_status = None;
+    let next = dir.path().join("next.png");
+    h.state_mut().plots.export_png(&next);
+    h.step();
+    abandoned[0]
+        .clone()
+        .complete(std::sync::Arc::new(egui::ColorImage::filled([8, 8], egui::Color32::WHITE)));
+    let (w, hgt) = ((1400.0 * ppp) as usize, (1000.0 * ppp) as usize);
+    assert!(answer_screenshot(&h, egui::ColorImage::filled([w, hgt], egui::Color32::from_rgb(1, 2, 3))));
+    step_until(&mut h, "the next PNG", |a| a.plots.export_status.is_some());
+    let status = h.state().plots.export_status.clone().unwrap();
+    assert!(status.ok, "the late 8×8 image was used: {status:?}");
+    assert_eq!(image::open(&next).unwrap().to_rgba8().get_pixel(0, 0).0, [1, 2, 3, 255]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use egui::RichText;
@@ -51,10 +51,16 @@ pub struct ExportStatus {
 
 /// A PNG export between the request and the screenshot's arrival.
 pub(super) struct PngRequest {
+    /// Tells this request's screenshot from a late one of an abandoned request.
+    seq: u64,
+    requested: Instant,
     path: PathBuf,
     /// The plot stack in physical pixels when the screenshot was requested.
     crop_px: [f32; 4],
 }
+
+/// A screenshot that has not arrived by then will not come (a backend without screenshots).
+const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Exports running off the UI thread and their results.
 pub(super) struct Exports {
@@ -62,20 +68,22 @@ pub(super) struct Exports {
     /// A PNG export waiting for the next frame to request its screenshot.
     png_queued: Option<PathBuf>,
     png_waiting: Option<PngRequest>,
-    screenshot_tx: Sender<Arc<egui::ColorImage>>,
-    screenshot_rx: Receiver<Arc<egui::ColorImage>>,
+    png_seq: u64,
+    screenshot_tx: Sender<(u64, Arc<egui::ColorImage>)>,
+    screenshot_rx: Receiver<(u64, Arc<egui::ColorImage>)>,
     done_tx: Sender<ExportStatus>,
     done_rx: Receiver<ExportStatus>,
 }
 
 impl Default for Exports {
     fn default() -> Self {
-        let (screenshot_tx, screenshot_rx) = bounded(1);
+        let (screenshot_tx, screenshot_rx) = bounded(2);
         let (done_tx, done_rx) = bounded(8);
         Exports {
             dialogs: ExportDialogs::default(),
             png_queued: None,
             png_waiting: None,
+            png_seq: 0,
             screenshot_tx,
             screenshot_rx,
             done_tx,
@@ -504,7 +512,16 @@ impl PlotsPanel {
                 ExportKind::Png => self.export_png(&path),
             }
         }
-        if let Ok(image) = self.exports.screenshot_rx.try_recv()
+        let waiting = self.exports.png_waiting.as_ref().map(|r| r.seq);
+        let arrived = self.exports.screenshot_rx.try_iter().find(|(seq, _)| Some(*seq) == waiting);
+        if arrived.is_none()
+            && self.exports.png_waiting.as_ref().is_some_and(|r| r.requested.elapsed() > SCREENSHOT_TIMEOUT)
+        {
+            self.exports.png_waiting = None;
+            self.export_status =
+                Some(ExportStatus { ok: false, text: ExportError::NoScreenshot.to_string() });
+        }
+        if let Some((_, image)) = arrived
             && let Some(request) = self.exports.png_waiting.take()
         {
             let tx = self.exports.done_tx.clone();
@@ -541,13 +558,17 @@ impl PlotsPanel {
         };
         let ppp = ctx.pixels_per_point();
         let crop_px = [rect.min.x * ppp, rect.min.y * ppp, rect.max.x * ppp, rect.max.y * ppp];
-        self.exports.png_waiting = Some(PngRequest { path, crop_px });
+        self.exports.png_seq += 1;
+        let seq = self.exports.png_seq;
+        self.exports.png_waiting = Some(PngRequest { seq, requested: Instant::now(), path, crop_px });
         let tx = self.exports.screenshot_tx.clone();
         let waker = ctx.clone();
         ctx.request_screenshot(move |image| {
-            let _ = tx.try_send(image);
+            let _ = tx.try_send((seq, image));
             waker.request_repaint();
         });
+        // Wake up to give up on a screenshot that never comes.
+        ctx.request_repaint_after(SCREENSHOT_TIMEOUT + Duration::from_millis(100));
     }
 }
 
