@@ -451,21 +451,26 @@ impl PlotsPanel {
             ui.label(RichText::new(format!("Δt = {} s   1/Δt = {inv}", format_value(dt))).monospace());
             ui.label(RichText::new("(values at the nearest samples)").weak().small());
         });
-        egui::Grid::new("cursor-table").striped(true).num_columns(4).min_col_width(60.0).show(ui, |ui| {
-            ui.label(RichText::new("trace [unit]").weak());
-            ui.label(RichText::new("at A").color(CURSOR_A_COLOR));
-            ui.label(RichText::new("at B").color(CURSOR_B_COLOR));
-            ui.label(RichText::new("B − A").weak());
-            ui.end_row();
-            let cell = |v: Option<f64>| v.map(format_value).unwrap_or_else(|| "—".into());
-            for row in &self.cursor_rows {
-                trace_cell_ui(ui, &row.key, &row.unit);
-                ui.monospace(cell(row.at_a));
-                ui.monospace(cell(row.at_b));
-                ui.monospace(cell(row.delta()));
+        egui::Grid::new("cursor-table")
+            .striped(true)
+            .spacing([14.0, 4.0])
+            .num_columns(4)
+            .min_col_width(60.0)
+            .show(ui, |ui| {
+                ui.label(RichText::new("trace [unit]").weak());
+                ui.label(RichText::new("at A").color(CURSOR_A_COLOR));
+                ui.label(RichText::new("at B").color(CURSOR_B_COLOR));
+                ui.label(RichText::new("B − A").weak());
                 ui.end_row();
-            }
-        });
+                let cell = |v: Option<f64>| v.map(format_value).unwrap_or_else(|| "—".into());
+                for row in &self.cursor_rows {
+                    trace_cell_ui(ui, &row.key, &row.unit);
+                    ui.monospace(cell(row.at_a));
+                    ui.monospace(cell(row.at_b));
+                    ui.monospace(cell(row.delta()));
+                    ui.end_row();
+                }
+            });
     }
 
     pub(super) fn stats_table_ui(&self, ui: &mut egui::Ui) {
@@ -476,30 +481,35 @@ impl PlotsPanel {
             None => "Statistics over the visible window".into(),
         };
         ui.label(RichText::new(title).strong());
-        egui::Grid::new("stats-table").striped(true).num_columns(7).min_col_width(60.0).show(ui, |ui| {
-            for h in ["trace [unit]", "min", "max", "mean", "RMS", "peak-peak", "samples"] {
-                ui.label(RichText::new(h).weak());
-            }
-            ui.end_row();
-            for row in &self.stats.rows {
-                trace_cell_ui(ui, &row.key, &row.unit);
-                match &row.stats {
-                    Some(s) => {
-                        for v in [s.min, s.max, s.mean, s.rms, s.peak_to_peak()] {
-                            ui.monospace(format_value(v));
-                        }
-                        ui.monospace(s.count.to_string());
-                    }
-                    None => {
-                        for _ in 0..5 {
-                            ui.monospace("—");
-                        }
-                        ui.monospace("0");
-                    }
+        egui::Grid::new("stats-table")
+            .striped(true)
+            .spacing([14.0, 4.0])
+            .num_columns(7)
+            .min_col_width(60.0)
+            .show(ui, |ui| {
+                for h in ["trace [unit]", "min", "max", "mean", "RMS", "peak-peak", "samples"] {
+                    ui.label(RichText::new(h).weak());
                 }
                 ui.end_row();
-            }
-        });
+                for row in &self.stats.rows {
+                    trace_cell_ui(ui, &row.key, &row.unit);
+                    match &row.stats {
+                        Some(s) => {
+                            for v in [s.min, s.max, s.mean, s.rms, s.peak_to_peak()] {
+                                ui.monospace(format_value(v));
+                            }
+                            ui.monospace(s.count.to_string());
+                        }
+                        None => {
+                            for _ in 0..5 {
+                                ui.monospace("—");
+                            }
+                            ui.monospace("0");
+                        }
+                    }
+                    ui.end_row();
+                }
+            });
     }
 
     /// Dialog results, screenshots and finished exports.
