@@ -121,18 +121,12 @@ impl WindowSamples {
             recorder.add(&self.drives[d].0, &rest[..n]).map_err(write_err)?;
             next[d] += n;
         }
+        recorder.write_all().map_err(write_err)?;
+        let rows = recorder.rows_written();
         let mut out = recorder.finish().map_err(write_err)?;
         use std::io::Write as _;
         out.flush().map_err(|e| write_err(RecordError::Io(e)))?;
-        Ok(self.rows())
-    }
-
-    /// Rows the CSV has: one per drive and distinct sample time.
-    pub fn rows(&self) -> u64 {
-        self.samples
-            .iter()
-            .map(|s| s.windows(2).filter(|w| w[0].t_s != w[1].t_s).count() as u64 + u64::from(!s.is_empty()))
-            .sum()
+        Ok(rows)
     }
 }
 
