@@ -187,7 +187,9 @@ fn cursors_typed_in_give_delta_t_and_the_values_at_the_nearest_samples() {
 #[test]
 fn trigger_freezes_on_a_rising_speed_step_with_the_requested_pre_trigger_single_then_normal() {
     let mut h = harness(demo_app());
-    step_until(&mut h, "demo drives connected", all_idle);
+    step_until(&mut h, "demo drives connected with their signals", |a| {
+        all_idle(a) && a.bench.drives.iter().all(|d| !d.signals.is_empty())
+    });
     type_into_value(&mut h, "Window:", "2");
     assert_eq!(h.state().plots.window_s, 2.0);
     h.get_by_label("Trigger…").click();
