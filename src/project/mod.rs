@@ -130,6 +130,9 @@ pub struct PlotLayout {
     pub plots: Vec<PlotConfig>,
     /// Traces switched off in the legend, as `DRIVE.SIGNAL`.
     pub hidden: BTreeSet<String>,
+    /// The scope trigger as last set up (it is armed by hand, never on load).
+    #[serde(skip_serializing_if = "TriggerSettings::is_default")]
+    pub trigger: TriggerSettings,
 }
 
 impl Default for PlotLayout {
@@ -137,18 +140,11 @@ impl Default for PlotLayout {
         PlotLayout {
             window_s: 10.0,
             plots: vec![
-                PlotConfig {
-                    title: "Speed".into(),
-                    unit: "rpm".into(),
-                    signals: vec!["speed_rpm".into(), "speed_setpoint_rpm".into()],
-                },
-                PlotConfig {
-                    title: "Current".into(),
-                    unit: "A".into(),
-                    signals: vec!["current_a".into(), "current_setpoint_a".into()],
-                },
+                PlotConfig::new("Speed", "rpm", vec!["speed_rpm".into(), "speed_setpoint_rpm".into()]),
+                PlotConfig::new("Current", "A", vec!["current_a".into(), "current_setpoint_a".into()]),
             ],
             hidden: BTreeSet::new(),
+            trigger: TriggerSettings::default(),
         }
     }
 }
@@ -158,13 +154,86 @@ impl Default for PlotLayout {
 #[serde(default, deny_unknown_fields)]
 pub struct PlotConfig {
     pub title: String,
+    /// Unit of the left (main) value axis.
     pub unit: String,
     pub signals: Vec<String>,
+    /// Those of `signals` drawn against a second value axis on the right (e.g. speed in rpm
+    /// next to current in A).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub right_signals: Vec<String>,
 }
 
 impl Default for PlotConfig {
     fn default() -> Self {
-        PlotConfig { title: "Plot".into(), unit: String::new(), signals: Vec::new() }
+        PlotConfig {
+            title: "Plot".into(),
+            unit: String::new(),
+            signals: Vec::new(),
+            right_signals: Vec::new(),
+        }
+    }
+}
+
+impl PlotConfig {
+    /// A plot of `signals`, all on the left axis.
+    pub fn new(title: &str, unit: &str, signals: Vec<String>) -> Self {
+        PlotConfig { title: title.into(), unit: unit.into(), signals, right_signals: Vec::new() }
+    }
+
+    /// True if `signal` is drawn against the right axis.
+    pub fn on_right(&self, signal: &str) -> bool {
+        self.right_signals.iter().any(|s| s == signal)
+    }
+}
+
+/// Which way a signal must pass the trigger level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TriggerEdge {
+    #[default]
+    Rising,
+    Falling,
+    Either,
+}
+
+/// What the trigger does after a capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TriggerMode {
+    /// One capture, then disarmed.
+    #[default]
+    Single,
+    /// Re-armed after each capture; the next crossing replaces the capture.
+    Normal,
+}
+
+/// The scope trigger: a level crossing on one signal of one drive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TriggerSettings {
+    /// `DRIVE.SIGNAL`; empty until one is chosen.
+    pub source: String,
+    /// In the source signal's unit.
+    pub level: f64,
+    pub edge: TriggerEdge,
+    pub mode: TriggerMode,
+    /// Share of the window shown before the trigger time, 0 … 1.
+    pub pre_trigger: f64,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        TriggerSettings {
+            source: String::new(),
+            level: 0.0,
+            edge: TriggerEdge::Rising,
+            mode: TriggerMode::Single,
+            pre_trigger: 0.25,
+        }
+    }
+}
+
+impl TriggerSettings {
+    fn is_default(&self) -> bool {
+        *self == TriggerSettings::default()
     }
 }
 
@@ -396,6 +465,13 @@ impl Project {
         if !(self.plot.window_s.is_finite() && self.plot.window_s > 0.0) {
             return Err("plot.window_s must be a positive number of seconds".into());
         }
+        let trigger = &self.plot.trigger;
+        if !(0.0..=1.0).contains(&trigger.pre_trigger) {
+            return Err("plot.trigger.pre_trigger must be between 0 and 1 (a share of the window)".into());
+        }
+        if !trigger.level.is_finite() {
+            return Err("plot.trigger.level must be a finite number".into());
+        }
         Ok(())
     }
 
@@ -420,6 +496,34 @@ mod tests {
         assert_eq!(demo, back);
         assert_eq!(back.drives.len(), 2);
         assert_ne!(back.drives[0].connection, back.drives[1].connection);
+    }
+
+    #[test]
+    fn second_axis_and_trigger_round_trip_and_older_files_without_them_load() {
+        let mut p = Project::demo();
+        p.plot.plots[0].signals.push("current_a".into());
+        p.plot.plots[0].right_signals.push("current_a".into());
+        p.plot.trigger = TriggerSettings {
+            source: "left.speed_rpm".into(),
+            level: 500.0,
+            edge: TriggerEdge::Falling,
+            mode: TriggerMode::Normal,
+            pre_trigger: 0.4,
+        };
+        let text = p.to_ron().unwrap();
+        assert!(text.contains("right_signals") && text.contains("Falling"), "{text}");
+        assert_eq!(Project::from_ron(&text, Path::new("x.ron")).unwrap(), p);
+
+        // A file written before these fields existed: defaults, and nothing new is written.
+        let old = Project::demo().to_ron().unwrap();
+        assert!(!old.contains("right_signals") && !old.contains("trigger"), "{old}");
+        let back = Project::from_ron(&old, Path::new("old.ron")).unwrap();
+        assert!(back.plot.plots.iter().all(|pc| pc.right_signals.is_empty()));
+        assert_eq!(back.plot.trigger, TriggerSettings::default());
+
+        p.plot.trigger.pre_trigger = 1.5;
+        let err = Project::from_ron(&p.to_ron().unwrap(), Path::new("x.ron")).unwrap_err();
+        assert!(err.to_string().contains("pre_trigger"), "{err}");
     }
 
     #[test]

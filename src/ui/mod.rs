@@ -5,10 +5,12 @@ pub mod app;
 pub mod console;
 pub mod control;
 pub mod drive_list;
+pub mod export;
 pub mod files;
 pub mod history;
 pub mod params;
 pub mod plots;
+pub mod scope;
 pub mod serial;
 pub mod status;
 
