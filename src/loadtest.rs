@@ -168,6 +168,7 @@ pub fn project_for(paths: &[String], opts: &LoadOptions) -> Project {
         title: "Temperature".into(),
         unit: "°C".into(),
         signals: vec!["temperature_c".into()],
+        ..PlotConfig::default()
     });
     project.plot.hidden = paths.iter().enumerate().map(|(i, _)| format!("sketch{}.{SEQ}", i + 1)).collect();
     project

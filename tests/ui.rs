@@ -404,6 +404,8 @@ fn record_a_run_then_open_the_recording_beside_the_live_drives() {
     assert_eq!(rec.signal_unit("speed_rpm"), Some("rpm"));
     // A recording is not part of the bench set-up.
     assert_eq!(app.current_project().drives.len(), 2);
+    // The plots pause on the recording's whole span.
+    assert!(!app.plots.follow, "opening a recording shows it, not the live edge");
 }
 
 #[test]

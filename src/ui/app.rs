@@ -371,7 +371,11 @@ impl BenchApp {
         if let Some(id) = first {
             self.selected = Some(id);
         }
-        let _ = span;
+        // Show the whole recording (the plots pause there; double-click follows again).
+        if let Some((t0, t1)) = span {
+            let pad = ((t1 - t0) * 0.01).max(1e-3);
+            self.plots.show_range(t0 - pad, t1 + pad);
+        }
     }
 
     /// Samples kept per signal: a project setting, applied to the running stores now.
