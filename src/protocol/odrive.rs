@@ -284,7 +284,9 @@ const PARAMS: &[ParamDef] = &[
         kind: Kind::Bool,
         read_only: false,
         help: "1: the axis trips to IDLE (WATCHDOG_TIMER_EXPIRED) unless fed within the timeout. \
-               drivebench feeds it with `u` while connected.",
+               drivebench feeds it with `u` while connected. If it is off, drivebench turns it on while \
+               connected (so the motor stops should drivebench die) and off again on disconnect; a value set \
+               here is kept instead.",
     },
     ParamDef {
         key: "watchdog_timeout_s",
