@@ -791,3 +791,97 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
         all[all.len() * 99 / 100] * 1e3
     );
 }
+
+/// Asks the emulated ODrive at `path` for a property over the port, as a terminal would.
+fn odrive_read(path: &str, property: &str) -> String {
+    use std::io::{Read, Write};
+    let mut port =
+        serialport::new(path, 115_200).timeout(Duration::from_millis(100)).open().expect("open the port");
+    port.write_all(format!("r {property}\n").as_bytes()).expect("write to the port");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 64];
+    while !reply.contains(&b'\n') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reply to `r {property}`: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        match port.read(&mut chunk) {
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("reading the port: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&reply).trim().to_owned()
+}
+
+/// The emulated ODrive leaves its watchdog configured (1 s) but off. drivebench arms it on
+/// connect, so a host killed outright stops feeding it and the drive stops the motor by itself
+/// within the timeout, latching the named trip that the next host reports.
+#[test]
+fn odrive_watchdog_stops_the_motor_when_the_host_dies() {
+    let emu = Emulator::start("odrive", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("odrive:{}", emu.path);
+    let running = dir.path().join("running.csv");
+    let mut host = Command::new(BIN)
+        .env("DRIVEBENCH_LOG_DIR", test_log_dir())
+        .args(["record", "--drive", &spec, "--seconds", "60", "--csv", running.to_str().unwrap()])
+        .args(["--enable", "--mode", "speed", "--setpoint", "1500"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Up to speed (rows are flushed to the file every second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let fast = std::fs::metadata(&running).is_ok_and(|m| m.len() > 0)
+            && csv::Reader::from_path(&running).is_ok_and(|mut r| {
+                r.records()
+                    .filter_map(Result::ok)
+                    .any(|row| row.get(1).and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 1400.0))
+            });
+        if fast {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the motor never got up to speed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.kill().unwrap(); // SIGKILL: no disable goes out, no feed any more
+    host.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Another host looks: the watchdog tripped and the motor coasted down.
+    let after = dir.path().join("after.csv");
+    let out = run(&["record", "--drive", &spec, "--seconds", "0.5", "--csv", after.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("WATCHDOG_TIMER_EXPIRED"), "{}", text(&out));
+    let m = median(speed_tail(&after, 0.5));
+    assert!(m.abs() < 600.0, "the motor still turns at {m} rpm 2.5 s after the host died");
+}
+
+/// A clean run arms the watchdog while connected and leaves it off again, so a tool that does
+/// not feed it finds the drive as it was: nothing trips after drivebench has gone.
+#[test]
+fn odrive_watchdog_is_disarmed_after_a_clean_run() {
+    let emu = Emulator::start("odrive", &[]);
+    let logs = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("out.csv");
+    let spec = format!("odrive:{}", emu.path);
+    let out = Command::new(BIN)
+        .env("DRIVEBENCH_LOG_DIR", logs.path())
+        .args(["record", "--drive", &spec, "--seconds", "1.5", "--csv", csv_path.to_str().unwrap()])
+        .args(["--enable", "--mode", "speed", "--setpoint", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let log = std::fs::read_to_string(logs.path().join("drivebench.log")).expect("the log file");
+    assert!(log.contains("watchdog armed: 1.0 s; drivebench feeds it while connected"), "{log}");
+    assert_eq!(odrive_read(&emu.path, "axis0.config.enable_watchdog"), "0");
+    assert_eq!(odrive_read(&emu.path, "axis0.config.watchdog_timeout"), "1.000000");
+    // Longer than the timeout with nobody feeding: nothing trips.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(odrive_read(&emu.path, "axis0.error"), "0");
+    assert_eq!(odrive_read(&emu.path, "axis0.current_state"), "1");
+}

@@ -10,6 +10,21 @@
 //! request in flight: they cannot put a line on the wire. A `w` that may fail goes through
 //! the queue, followed by `r` of the same path: success is the value alone, failure is the
 //! error line and then the value.
+//!
+//! The axis watchdog stops the motor if drivebench dies without a word (SIGKILL, a crash, a
+//! frozen machine). On connect, once `config.enable_watchdog` and `config.watchdog_timeout`
+//! have been read, a watchdog that is off is armed: a timeout outside
+//! [`ARM_TIMEOUT_MIN_S`]…[`ARM_TIMEOUT_MAX_S`] (0 on a factory configuration) is first
+//! replaced by [`ARM_TIMEOUT_S`], then the watchdog is fed (a watchdog never fed has expired)
+//! and enabled, each write confirmed by reading it back. From then on `u` feeds it every
+//! quarter of the timeout in every state, IDLE included, so no WATCHDOG_TIMER_EXPIRED latches
+//! while the motor merely stands. A clean stop disables it again after the stop and puts back
+//! a timeout it replaced, so that tools which do not feed it (odrivetool) find the drive as it
+//! was; nothing is ever saved to flash. A watchdog the drive already had on is fed and left on.
+//! Whatever the user sets through `watchdog_enable` (catalogue or console) wins: no arming
+//! after it, no disarming on stop. A watchdog left armed by a drivebench that was killed reads
+//! as the drive's own setting to the next connection, which then leaves it on; it lives in RAM
+//! only, so a reboot (`sr`) restores the saved configuration.
 
 use std::collections::VecDeque;
 
@@ -39,6 +54,15 @@ const MAX_REPLY_LEN: usize = 128;
 /// Feeding period bounds; the period is a quarter of the drive's watchdog timeout.
 const FEED_MIN_S: f64 = 0.01;
 const FEED_MAX_S: f64 = 0.25;
+/// Watchdog timeout drivebench arms with when the drive's own is unusable. 1 s is the VESC's
+/// own timeout and about the time after which drivebench declares a silent drive lost.
+const ARM_TIMEOUT_S: f64 = 1.0;
+/// A timeout the drive already holds is kept within these bounds. Below 0.2 s a feed every
+/// quarter of it, from a worker polled every 10 ms on a busy desktop, leaves too little room
+/// for a scheduling stall and trips while nobody is at fault; above 2 s the motor runs on too
+/// long after drivebench dies.
+const ARM_TIMEOUT_MIN_S: f64 = 0.2;
+const ARM_TIMEOUT_MAX_S: f64 = 2.0;
 /// `AXIS_STATE_IDLE`.
 const STATE_IDLE: i64 = 1;
 /// `AXIS_STATE_CLOSED_LOOP_CONTROL`.
@@ -260,7 +284,9 @@ const PARAMS: &[ParamDef] = &[
         kind: Kind::Bool,
         read_only: false,
         help: "1: the axis trips to IDLE (WATCHDOG_TIMER_EXPIRED) unless fed within the timeout. \
-               drivebench feeds it with `u` while connected.",
+               drivebench feeds it with `u` while connected. If it is off, drivebench turns it on while \
+               connected (so the motor stops should drivebench die) and off again on disconnect; a value set \
+               here is kept instead.",
     },
     ParamDef {
         key: "watchdog_timeout_s",
@@ -514,9 +540,14 @@ enum Request {
     /// `f axis`: one line, position and velocity.
     Feedback,
     /// `w path value` then `r path`: the value alone, or an error line and then the value.
-    Write { line: String, path: String, param: Option<usize>, console: bool, feed_first: bool },
+    /// `own`: the codec's own write (arming the watchdog), not the user's: its value is
+    /// reported as read, not as a setting to keep in the project.
+    Write { line: String, path: String, param: Option<usize>, console: bool, feed_first: bool, own: bool },
     /// A console line; `expected` reply lines if known, else it ends after a quiet period.
     Console { line: String, expected: Option<usize> },
+    /// Not sent as such: when its turn comes the codec decides from what it then knows
+    /// whether to arm the watchdog, and sends the write that does it.
+    ArmWatchdog { timeout_written: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -663,6 +694,21 @@ struct Known {
     info: [Option<i64>; 6],
 }
 
+/// drivebench's part in the axis watchdog.
+#[derive(Debug, Clone, Default)]
+struct WatchdogRole {
+    /// The user set `watchdog_enable` (catalogue or console): drivebench leaves it alone.
+    user_choice: bool,
+    /// The user set `watchdog_timeout_s`: armed with it if above 0, never replaced.
+    user_timeout: bool,
+    /// drivebench sent `config.enable_watchdog 1` itself: a clean stop sends 0.
+    armed: bool,
+    /// That write is out and not read back yet: the watchdog is fed meanwhile.
+    arming: bool,
+    /// The drive's own timeout, replaced to arm; put back by a clean stop.
+    replaced_timeout_s: Option<f64>,
+}
+
 /// A stop (`requested_state 1`) waiting for `current_state` to read back IDLE.
 #[derive(Debug, Clone)]
 struct StopCheck {
@@ -706,6 +752,7 @@ pub struct ODriveCodec {
     /// Id of the request whose reply is being handled.
     reply_id: u64,
     next_feed_at: f64,
+    watchdog: WatchdogRole,
     timeouts_in_row: u32,
     lost: bool,
     log: LogLimiter,
@@ -739,6 +786,7 @@ impl ODriveCodec {
             stop: None,
             reply_id: 0,
             next_feed_at: 0.0,
+            watchdog: WatchdogRole::default(),
             timeouts_in_row: 0,
             lost: false,
             log: LogLimiter::default(),
@@ -790,11 +838,97 @@ impl ODriveCodec {
         self.queue.push_back(request);
     }
 
+    /// Whether the watchdog may be running: not reported disabled, or being armed.
+    fn feeding(&self) -> bool {
+        self.known.watchdog_enabled != Some(false) || self.watchdog.arming
+    }
+
     /// Feeds the watchdog now unless the drive reported it disabled.
     fn feed_now(&mut self, now_s: f64, out: &mut CodecOut) {
-        if self.known.watchdog_enabled != Some(false) {
+        if self.feeding() {
             out.tx.extend(self.frame(&format!("u {}", self.axis)));
             self.next_feed_at = now_s + self.feed_period();
+        }
+    }
+
+    /// A write of the codec's own, confirmed by reading it back like the user's.
+    fn own_write(&self, rel: &str, value: &str, feed_first: bool) -> Request {
+        let path = self.axis_path(rel);
+        Request::Write {
+            line: format!("w {path} {value}"),
+            path,
+            param: None,
+            console: false,
+            feed_first,
+            own: true,
+        }
+    }
+
+    /// The next step of arming the watchdog, decided from what is known when its turn comes
+    /// (the drive's settings were read just before it): the write to send, if any.
+    fn arm_watchdog(&mut self, timeout_written: bool, out: &mut CodecOut) -> Option<Request> {
+        if self.watchdog.user_choice {
+            return None;
+        }
+        // A timeout the user asked for and that is still queued is the one the watchdog will
+        // run with: decide after it.
+        let timeout_path = self.axis_path("config.watchdog_timeout");
+        if let Some(at) = self
+            .queue
+            .iter()
+            .rposition(|r| matches!(r, Request::Write { path, own: false, .. } if *path == timeout_path))
+        {
+            self.queue.insert(at + 1, Request::ArmWatchdog { timeout_written });
+            return None;
+        }
+        let timeout = self.known.watchdog_timeout;
+        let shown = timeout.map_or("an unknown".to_owned(), |t| format!("a {} s", seconds(t)));
+        match self.known.watchdog_enabled {
+            Some(true) => {
+                out.events.push(Event::Log(format!(
+                    "watchdog enabled on the drive with {shown} timeout; drivebench feeds it while connected \
+                     and leaves it enabled"
+                )));
+                None
+            }
+            None => {
+                out.events.push(Event::Log(format!(
+                    "watchdog not armed: {}config.enable_watchdog did not read (firmware before 0.5 has none); \
+                     drivebench feeds it anyway",
+                    self.prefix
+                )));
+                None
+            }
+            Some(false) if self.watchdog.user_timeout && !timeout.is_some_and(|t| t > 0.0) => {
+                out.events.push(Event::Log(format!(
+                    "watchdog not armed: watchdog_timeout_s was set by hand to {shown} timeout, which would trip \
+                     at once"
+                )));
+                None
+            }
+            Some(false) => match timeout
+                .filter(|t| self.watchdog.user_timeout || (ARM_TIMEOUT_MIN_S..=ARM_TIMEOUT_MAX_S).contains(t))
+            {
+                Some(_) => {
+                    // The counter of a watchdog never fed is 0: feed first or it trips at once.
+                    self.watchdog.armed = true;
+                    self.watchdog.arming = true;
+                    Some(self.own_write("config.enable_watchdog", "1", true))
+                }
+                None if !timeout_written => {
+                    self.watchdog.replaced_timeout_s = timeout;
+                    self.queue.push_front(Request::ArmWatchdog { timeout_written: true });
+                    Some(self.own_write("config.watchdog_timeout", &number(ARM_TIMEOUT_S), false))
+                }
+                None => {
+                    out.events.push(Event::Log(format!(
+                        "watchdog not armed: {}config.watchdog_timeout holds {shown} timeout after writing {} s",
+                        self.prefix,
+                        seconds(ARM_TIMEOUT_S)
+                    )));
+                    None
+                }
+            },
         }
     }
 
@@ -816,12 +950,19 @@ impl ODriveCodec {
         if !self.started || self.in_flight.is_some() || now_s < self.hold_until {
             return;
         }
-        let request = match self.queue.pop_front() {
-            Some(request) => request,
-            None => match self.next_cycle_request() {
-                Some(request) => request,
-                None => return,
-            },
+        let request = loop {
+            match self.queue.pop_front() {
+                Some(Request::ArmWatchdog { timeout_written }) => {
+                    if let Some(request) = self.arm_watchdog(timeout_written, out) {
+                        break request;
+                    }
+                }
+                Some(request) => break request,
+                None => match self.next_cycle_request() {
+                    Some(request) => break request,
+                    None => return,
+                },
+            }
         };
         match &request {
             Request::Read { path, .. } => out.tx.extend(self.frame(&format!("r {path}"))),
@@ -841,6 +982,8 @@ impl ODriveCodec {
                     out.tx.push(b'\n');
                 }
             }
+            // Resolved into a write above.
+            Request::ArmWatchdog { .. } => return,
         }
         self.next_id += 1;
         self.in_flight = Some(InFlight {
@@ -1013,15 +1156,20 @@ impl ODriveCodec {
                 }
                 _ => Outcome::Stray,
             },
-            Request::Write { line, path, param, console, .. } => match reply {
+            Request::Write { line, path, param, console, own, .. } => match reply {
                 Reply::Error(error) if in_flight.write_error.is_none() => {
                     in_flight.write_error = Some((*error).to_owned());
                     Outcome::Wait
                 }
                 Reply::Value(_) | Reply::Error(_) => {
-                    let (line, path, param, console) = (line.clone(), path.clone(), *param, *console);
+                    let (line, path) = (line.clone(), path.clone());
+                    let origin = match (*own, *console) {
+                        (true, _) => WriteOrigin::Own,
+                        (false, true) => WriteOrigin::Console,
+                        (false, false) => WriteOrigin::Param(*param),
+                    };
                     let write_error = in_flight.write_error.take();
-                    self.write_done(&line, &path, param, console, write_error, reply, now_s, out);
+                    self.write_done(&line, &path, origin, write_error, reply, now_s, out);
                     Outcome::Done
                 }
                 _ => Outcome::Stray,
@@ -1033,6 +1181,8 @@ impl ODriveCodec {
                     _ => Outcome::Wait,
                 }
             }
+            // Never in flight: resolved into a write when sent.
+            Request::ArmWatchdog { .. } => Outcome::Stray,
         }
     }
 
@@ -1135,8 +1285,7 @@ impl ODriveCodec {
         &mut self,
         line: &str,
         path: &str,
-        param: Option<usize>,
-        console: bool,
+        origin: WriteOrigin,
         write_error: Option<String>,
         readback: &Reply<'_>,
         now_s: f64,
@@ -1150,7 +1299,17 @@ impl ODriveCodec {
             }
             _ => None,
         };
-        let param = param.or_else(|| self.param_for_path(path));
+        let (param, console) = match origin {
+            WriteOrigin::Own => {
+                self.own_write_done(line, path, write_error.as_deref(), readback, now_s, out);
+                (None, false)
+            }
+            WriteOrigin::Console => (self.param_for_path(path), true),
+            WriteOrigin::Param(param) => (param.or_else(|| self.param_for_path(path)), false),
+        };
+        if origin != WriteOrigin::Own && write_error.is_none() && readback_value.is_some() {
+            self.user_watchdog_write_done(path, readback_value.as_ref().map(|(_, v)| *v), out);
+        }
         if console {
             if let Some(error) = &write_error {
                 out.events.push(Event::Log(format!("< {error}")));
@@ -1189,7 +1348,7 @@ impl ODriveCodec {
                     PARAMS[index].key
                 )));
             }
-            (Some(error), _, None) if !console => {
+            (Some(error), _, None) if !console && origin != WriteOrigin::Own => {
                 self.log.log(now_s, format!("`{line}` failed: the drive replied `{error}`"), out);
             }
             _ => {}
@@ -1199,6 +1358,72 @@ impl ODriveCodec {
                 Some("config.watchdog_timeout") | Some("config.enable_watchdog") => self.feed_now(now_s, out),
                 _ => {}
             }
+        }
+    }
+
+    /// The outcome of one of the codec's own writes (arming the watchdog).
+    fn own_write_done(
+        &mut self,
+        line: &str,
+        path: &str,
+        write_error: Option<&str>,
+        readback: &Reply<'_>,
+        now_s: f64,
+        out: &mut CodecOut,
+    ) {
+        let value = match readback {
+            Reply::Value(token) => token.parse::<f64>().ok().filter(|v| v.is_finite()),
+            _ => None,
+        };
+        if let (Some(index), Some(value)) = (self.param_for_path(path), value) {
+            let def = &PARAMS[index];
+            out.events.push(Event::ParamValue { key: def.key.to_owned(), value: value * def.scale });
+        }
+        let failure = match (write_error, readback) {
+            (Some(error), _) => Some(format!("the drive replied `{error}` to `{line}`")),
+            (None, Reply::Error(error)) => Some(format!("reading it back after `{line}` failed (`{error}`)")),
+            (None, _) if value.is_none() => Some(format!("no value read back after `{line}`")),
+            _ => None,
+        };
+        match path.strip_prefix(&self.prefix) {
+            Some("config.enable_watchdog") => {
+                self.watchdog.arming = false;
+                match (failure, value) {
+                    (None, Some(enabled)) if enabled != 0.0 => {
+                        let timeout = self.known.watchdog_timeout.map_or("?".to_owned(), seconds);
+                        let replaced = self
+                            .watchdog
+                            .replaced_timeout_s
+                            .map_or(String::new(), |t| format!(" (the drive had {} s)", seconds(t)));
+                        out.events.push(Event::Log(format!(
+                            "watchdog armed: {timeout} s{replaced}; drivebench feeds it while connected and \
+                             disables it again on disconnect"
+                        )));
+                    }
+                    (failure, _) => {
+                        let why = failure.unwrap_or_else(|| format!("{path} reads back 0"));
+                        self.log.log(now_s, format!("watchdog not armed: {why}"), out);
+                    }
+                }
+            }
+            _ => {
+                if let Some(why) = failure {
+                    self.log.log(now_s, format!("arming the watchdog: {why}"), out);
+                }
+            }
+        }
+    }
+
+    /// A confirmed write of the user's to the watchdog settings.
+    fn user_watchdog_write_done(&mut self, path: &str, value: Option<f64>, out: &mut CodecOut) {
+        if path.strip_prefix(&self.prefix) == Some("config.enable_watchdog")
+            && let Some(value) = value
+        {
+            let state = if value != 0.0 { "enabled" } else { "disabled" };
+            out.events.push(Event::Log(format!(
+                "watchdog {state} by hand; drivebench {}leaves it so on disconnect",
+                if value != 0.0 { "feeds it while connected and " } else { "" }
+            )));
         }
     }
 
@@ -1387,6 +1612,7 @@ impl ODriveCodec {
             Request::Feedback => format!("`f {}`", self.axis),
             Request::Write { line, .. } => format!("`{line}`"),
             Request::Console { line, .. } => format!("`{line}`"),
+            Request::ArmWatchdog { .. } => "arming the watchdog".to_owned(),
         };
         match &in_flight.req {
             Request::Read { purpose: Purpose::Param(index), .. } => out.events.push(Event::Refused(format!(
@@ -1580,12 +1806,14 @@ impl ODriveCodec {
             Kind::Float => number(vendor),
         };
         let path = self.axis_path(def.path);
+        self.note_user_watchdog_write(&path);
         self.queue.push_back(Request::Write {
             line: format!("w {path} {text}"),
             path,
             param: Some(index),
             console: false,
             feed_first,
+            own: false,
         });
         Ok(())
     }
@@ -1628,7 +1856,27 @@ impl ODriveCodec {
         let path = path.strip_suffix('.').unwrap_or(path).to_owned();
         // A watchdog that was not being fed trips the moment it is enabled.
         let feed_first = path == self.axis_path("config.enable_watchdog");
-        Some(Request::Write { line: line.to_owned(), path, param: None, console: true, feed_first })
+        Some(Request::Write {
+            line: line.to_owned(),
+            path,
+            param: None,
+            console: true,
+            feed_first,
+            own: false,
+        })
+    }
+
+    /// The user's watchdog settings win over drivebench's: an enable (on or off) is neither
+    /// armed over nor undone on stop, and a timeout of theirs is not put back to the drive's.
+    fn note_user_watchdog_write(&mut self, path: &str) {
+        match path.strip_prefix(&self.prefix) {
+            Some("config.enable_watchdog") => self.watchdog.user_choice = true,
+            Some("config.watchdog_timeout") => {
+                self.watchdog.user_timeout = true;
+                self.watchdog.replaced_timeout_s = None;
+            }
+            _ => {}
+        }
     }
 
     /// What one command (the text between line ends) does, read as the firmware's
@@ -1808,6 +2056,17 @@ enum Outcome {
     Stray,
 }
 
+/// Who asked for a write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WriteOrigin {
+    /// The codec itself (arming the watchdog).
+    Own,
+    /// A console line.
+    Console,
+    /// A catalogue write, when known.
+    Param(Option<usize>),
+}
+
 fn mode_from_code(code: i64) -> Option<ControlMode> {
     match code {
         1 => Some(ControlMode::Current),
@@ -1854,6 +2113,12 @@ fn number(value: f64) -> String {
         (8 - magnitude.log10().floor() as i64).clamp(0, 12) as usize
     };
     format_decimal(value, decimals)
+}
+
+/// Seconds for a log line: `1.0`, `0.25`.
+fn seconds(value: f64) -> String {
+    let text = format_decimal(value, 3);
+    if text.contains('.') { text } else { format!("{text}.0") }
 }
 
 /// The part of a console line the firmware acts on: before `;` (comment) and `*` (checksum).
@@ -2022,6 +2287,8 @@ impl Codec for ODriveCodec {
             let request = self.read(rel, Purpose::Cache);
             self.queue.push_back(request);
         }
+        self.watchdog = WatchdogRole::default();
+        self.queue.push_back(Request::ArmWatchdog { timeout_written: false });
         for (index, path) in INFO_PATHS.iter().enumerate() {
             self.queue.push_back(Request::Read {
                 path: (*path).to_owned(),
@@ -2106,7 +2373,16 @@ impl Codec for ODriveCodec {
             out.events.push(Event::Mode { mode, setpoint: 0.0 });
         }
         let before = self.queue.len();
-        self.queue.retain(|request| matches!(request, Request::Read { .. } | Request::Feedback));
+        // Arming the watchdog moves nothing and makes the drive stop by itself if drivebench dies.
+        self.queue.retain(|request| {
+            matches!(
+                request,
+                Request::Read { .. }
+                    | Request::Feedback
+                    | Request::ArmWatchdog { .. }
+                    | Request::Write { own: true, .. }
+            )
+        });
         let dropped = before - self.queue.len();
         if dropped > 0 {
             out.events.push(Event::Log(format!("e-stop: dropped {dropped} queued writes")));
@@ -2122,6 +2398,10 @@ impl Codec for ODriveCodec {
             Some('w') => self.console_write_request(command),
             _ => None,
         };
+        if let Some(Request::Write { path, .. }) = &request {
+            let path = path.clone();
+            self.note_user_watchdog_write(&path);
+        }
         if let Some(Request::Write { line: write, path, .. }) = &request
             && *path == self.axis_path("requested_state")
             && c_tokens(write.strip_prefix('w').unwrap_or(write))
@@ -2197,11 +2477,12 @@ impl Codec for ODriveCodec {
         if !self.started {
             return;
         }
+        // In every state, IDLE included: the watchdog runs there too.
         if now_s >= self.next_feed_at {
-            if self.known.watchdog_enabled == Some(false) {
-                self.next_feed_at = now_s + FEED_MAX_S;
-            } else {
+            if self.feeding() {
                 self.feed_now(now_s, out);
+            } else {
+                self.next_feed_at = now_s + FEED_MAX_S;
             }
         }
         self.check_timeout(now_s, out);
@@ -2214,7 +2495,19 @@ impl Codec for ODriveCodec {
     }
 
     fn stop(&mut self, _now_s: f64, out: &mut CodecOut) {
-        out.tx.extend(self.frame(&format!("w axis{}.requested_state 1", self.axis)));
+        let axis = self.axis;
+        out.tx.extend(self.frame(&format!("w axis{axis}.requested_state 1")));
+        if self.watchdog.armed && !self.watchdog.user_choice {
+            // Left on, a watchdog nobody feeds any more trips under whatever talks to the drive
+            // next. Disabled before its timeout is put back, which may be 0.
+            out.tx.extend(self.frame(&format!("w axis{axis}.config.enable_watchdog 0")));
+            if let Some(timeout_s) = self.watchdog.replaced_timeout_s.take() {
+                out.tx.extend(
+                    self.frame(&format!("w axis{axis}.config.watchdog_timeout {}", number(timeout_s))),
+                );
+            }
+            self.watchdog.armed = false;
+        }
     }
 }
 
@@ -2948,6 +3241,8 @@ mod tests {
         polling: bool,
         /// This many stop lines from the codec are lost on the way to the drive.
         lose_stops: u32,
+        /// Everything the codec sent.
+        sent: Vec<u8>,
         events: Vec<Event>,
         samples: Vec<Sample>,
     }
@@ -2961,6 +3256,7 @@ mod tests {
                 ms: 0,
                 polling: true,
                 lose_stops: 0,
+                sent: Vec::new(),
                 events: Vec::new(),
                 samples: Vec::new(),
             };
@@ -2984,6 +3280,7 @@ mod tests {
                     return;
                 }
                 let mut tx = std::mem::take(&mut out.tx);
+                self.sent.extend_from_slice(&tx);
                 let stop = b"w axis0.requested_state 1\n";
                 if self.lose_stops > 0
                     && let Some(at) = tx.windows(stop.len()).position(|w| w == stop)
@@ -3189,6 +3486,380 @@ mod tests {
         // Zero timeout with the watchdog on is refused before it reaches the drive.
         let err = bench.command(Command::WriteParam("watchdog_timeout_s".into(), 0.0)).unwrap_err();
         assert!(err.to_string().contains("watchdog"), "{err}");
+    }
+
+    /// Property values a drive holds, answering the codec's requests one at a time; writes
+    /// change them.
+    struct FakeDrive {
+        values: std::collections::HashMap<String, String>,
+    }
+
+    impl FakeDrive {
+        fn new(enable_watchdog: &str, watchdog_timeout: &str) -> Self {
+            let mut values = std::collections::HashMap::new();
+            values.insert("axis0.current_state".to_owned(), "1".to_owned());
+            values.insert("axis0.config.enable_watchdog".to_owned(), enable_watchdog.to_owned());
+            values.insert("axis0.config.watchdog_timeout".to_owned(), watchdog_timeout.to_owned());
+            FakeDrive { values }
+        }
+
+        /// Answers the request in flight; returns it, or `None` if nothing was in flight.
+        fn answer(&mut self, codec: &mut ODriveCodec, now_s: f64, out: &mut CodecOut) -> Option<Request> {
+            let request = codec.in_flight.as_ref()?.req.clone();
+            let reply = match &request {
+                Request::Feedback => "0.000000 0.000000".to_owned(),
+                Request::Read { path, .. } => {
+                    self.values.get(path).cloned().unwrap_or_else(|| "0".to_owned())
+                }
+                Request::Write { line, path, .. } => {
+                    let value = line.split_whitespace().nth(2).unwrap_or("").to_owned();
+                    self.values.insert(path.clone(), value.clone());
+                    value
+                }
+                Request::Console { .. } | Request::ArmWatchdog { .. } => "0".to_owned(),
+            };
+            codec.feed(format!("{reply}\r\n").as_bytes(), now_s, out);
+            Some(request)
+        }
+    }
+
+    /// Bytes the codec sent in reply to each request, keyed by the request's line.
+    type Sent = Vec<(String, Vec<u8>)>;
+
+    /// Starts a codec against `drive`, answering everything until the start's requests are
+    /// done. Returns the codec, the bytes sent in reply to each request (in order, keyed by
+    /// the request's first line) and the events.
+    fn start_against(
+        drive: &mut FakeDrive,
+        before_replies: impl FnOnce(&mut ODriveCodec, &mut CodecOut),
+    ) -> (ODriveCodec, Sent, Vec<Event>) {
+        let mut codec = ODriveCodec::new(0, false);
+        let mut out = CodecOut::new();
+        codec.start(0.0, &mut out);
+        before_replies(&mut codec, &mut out);
+        let mut events = std::mem::take(&mut out.events);
+        let mut sent = Vec::new();
+        out.clear();
+        codec.poll(SETTLE_S + 0.01, &mut out);
+        sent.push(("(poll)".to_owned(), std::mem::take(&mut out.tx)));
+        for _ in 0..100 {
+            if codec.queue.is_empty() && codec.in_flight.is_none() {
+                break;
+            }
+            let Some(request) = drive.answer(&mut codec, SETTLE_S + 0.02, &mut out) else {
+                break;
+            };
+            let what = match request {
+                Request::Read { path, .. } => format!("r {path}"),
+                Request::Write { line, .. } => line,
+                other => format!("{other:?}"),
+            };
+            sent.push((what, std::mem::take(&mut out.tx)));
+            events.append(&mut out.events);
+        }
+        (codec, sent, events)
+    }
+
+    fn sent_after<'a>(sent: &'a [(String, Vec<u8>)], request: &str) -> &'a [u8] {
+        let (_, bytes) =
+            sent.iter().find(|(what, _)| what == request).unwrap_or_else(|| panic!("no {request}"));
+        bytes
+    }
+
+    fn all_sent(sent: &[(String, Vec<u8>)]) -> String {
+        sent.iter().map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned()).collect()
+    }
+
+    fn stop_bytes(codec: &mut ODriveCodec) -> Vec<u8> {
+        let mut out = CodecOut::new();
+        codec.stop(1.0, &mut out);
+        out.tx
+    }
+
+    fn logs(events: &[Event]) -> Vec<&str> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Log(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn start_arms_a_disabled_watchdog_feeding_it_before_enabling_it() {
+        let mut drive = FakeDrive::new("0", "1.000000");
+        let (mut codec, sent, events) = start_against(&mut drive, |_, _| {});
+        // The watchdog settings are read first; the timeout's reply brings the arming.
+        let order: Vec<&str> = sent.iter().map(|(what, _)| what.as_str()).collect();
+        let enable_read = order.iter().position(|w| *w == "r axis0.config.enable_watchdog").unwrap();
+        assert_eq!(order[enable_read + 1], "r axis0.config.watchdog_timeout", "{order:?}");
+        assert_eq!(
+            sent_after(&sent, "r axis0.config.watchdog_timeout"),
+            b"u 0\nw axis0.config.enable_watchdog 1\nr axis0.config.enable_watchdog\n"
+        );
+        assert_eq!(drive.values["axis0.config.enable_watchdog"], "1");
+        assert_eq!(drive.values["axis0.config.watchdog_timeout"], "1.000000", "a sane timeout is kept");
+        assert!(
+            logs(&events).contains(
+                &"watchdog armed: 1.0 s; drivebench feeds it while connected and disables it again on disconnect"
+            ),
+            "{events:?}"
+        );
+        // Reported as read, not as a setting to keep in the project.
+        assert!(
+            events.contains(&Event::ParamValue { key: "watchdog_enable".into(), value: 1.0 }),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::ParamWritten { .. })), "{events:?}");
+        assert!(!all_sent(&sent).contains("\nss"));
+        // Fed from then on, while idle, every quarter of the timeout.
+        let mut out = CodecOut::new();
+        let mut feeds = 0;
+        for step in 1..=200 {
+            let now = 1.0 + f64::from(step) * 0.01;
+            codec.poll(now, &mut out);
+            feeds += String::from_utf8_lossy(&out.tx).matches("u 0\n").count();
+            out.tx.clear();
+            while drive.answer(&mut codec, now, &mut out).is_some() {
+                out.tx.clear();
+            }
+        }
+        assert!((7..=9).contains(&feeds), "{feeds} feeds in 2 s");
+        // A clean stop: the disable first, then the watchdog off again; nothing saved.
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\nw axis0.config.enable_watchdog 0\n");
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n", "disarmed once");
+    }
+
+    #[test]
+    fn start_arms_with_checksums_too() {
+        let mut codec = started(true);
+        codec.known.watchdog_enabled = Some(false);
+        codec.known.watchdog_timeout = Some(1.0);
+        codec.queue.push_back(Request::ArmWatchdog { timeout_written: false });
+        let mut out = CodecOut::new();
+        codec.pump(1.0, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.tx),
+            "u 0 *69\nw axis0.config.enable_watchdog 1 *4\nr axis0.config.enable_watchdog *16\n"
+        );
+        codec.feed(b"1*49\r\n", 1.0, &mut out);
+        assert_eq!(codec.known.watchdog_enabled, Some(true));
+        assert_eq!(
+            String::from_utf8_lossy(&stop_bytes(&mut codec)),
+            "w axis0.requested_state 1 *35\nw axis0.config.enable_watchdog 0 *5\n"
+        );
+    }
+
+    #[test]
+    fn an_unusable_timeout_is_replaced_to_arm_and_put_back_on_stop() {
+        for (timeout, kept) in [
+            ("0.000000", false),
+            ("0.100000", false),
+            ("30.000000", false),
+            ("0.200000", true),
+            ("0.500000", true),
+            ("2.000000", true),
+        ] {
+            let mut drive = FakeDrive::new("0", timeout);
+            let (mut codec, sent, events) = start_against(&mut drive, |_, _| {});
+            let stop = String::from_utf8_lossy(&stop_bytes(&mut codec)).into_owned();
+            if kept {
+                assert_eq!(drive.values["axis0.config.watchdog_timeout"], timeout);
+                assert_eq!(
+                    stop, "w axis0.requested_state 1\nw axis0.config.enable_watchdog 0\n",
+                    "{timeout}"
+                );
+                continue;
+            }
+            // The timeout first, confirmed; then the feed and the enable.
+            assert_eq!(
+                sent_after(&sent, "r axis0.config.watchdog_timeout"),
+                b"w axis0.config.watchdog_timeout 1\nr axis0.config.watchdog_timeout\n",
+                "{timeout}"
+            );
+            assert_eq!(
+                sent_after(&sent, "w axis0.config.watchdog_timeout 1"),
+                b"u 0\nw axis0.config.enable_watchdog 1\nr axis0.config.enable_watchdog\n",
+                "{timeout}"
+            );
+            assert_eq!(drive.values["axis0.config.enable_watchdog"], "1");
+            let had = seconds(timeout.parse().unwrap());
+            let armed = format!(
+                "watchdog armed: 1.0 s (the drive had {had} s); drivebench feeds it while connected and disables it \
+                 again on disconnect"
+            );
+            assert!(logs(&events).contains(&armed.as_str()), "{events:?}");
+            // Off first, then the drive's own timeout back (a zero timeout with the watchdog
+            // on would trip at once).
+            let old = number(timeout.parse().unwrap());
+            assert_eq!(
+                stop,
+                format!(
+                    "w axis0.requested_state 1\nw axis0.config.enable_watchdog 0\nw axis0.config.watchdog_timeout {old}\n"
+                )
+            );
+        }
+        // A timeout the drive refuses to take: not armed, said so.
+        let mut codec = started(false);
+        codec.known.watchdog_enabled = Some(false);
+        codec.known.watchdog_timeout = Some(0.0);
+        codec.queue.push_back(Request::ArmWatchdog { timeout_written: false });
+        let mut out = CodecOut::new();
+        codec.pump(1.0, &mut out);
+        codec.feed(b"0.000000\r\n", 1.0, &mut out);
+        assert!(!String::from_utf8_lossy(&out.tx).contains("enable_watchdog 1"), "{out:?}");
+        assert!(logs(&out.events).iter().any(|l| l.starts_with("watchdog not armed")), "{out:?}");
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n");
+    }
+
+    #[test]
+    fn a_watchdog_the_user_sets_or_the_drive_has_on_is_left_alone() {
+        // Set in the project (written right after connect): no arming over it, not undone.
+        for value in [1.0, 0.0] {
+            let mut drive = FakeDrive::new("0", "1.000000");
+            let (mut codec, sent, events) = start_against(&mut drive, |codec, out| {
+                codec.command(&Command::WriteParam("watchdog_enable".into(), value), 0.0, out).unwrap();
+            });
+            let text = all_sent(&sent);
+            assert_eq!(text.matches("w axis0.config.enable_watchdog").count(), 1, "{text}");
+            assert!(
+                events.contains(&Event::ParamWritten { key: "watchdog_enable".into(), value }),
+                "{events:?}"
+            );
+            assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n", "{value}");
+        }
+        // Switched off in the parameter panel after drivebench armed it: stays off.
+        let mut drive = FakeDrive::new("0", "1.000000");
+        let (mut codec, _, _) = start_against(&mut drive, |_, _| {});
+        assert_eq!(drive.values["axis0.config.enable_watchdog"], "1");
+        let mut out = CodecOut::new();
+        codec.command(&Command::WriteParam("watchdog_enable".into(), 0.0), 1.0, &mut out).unwrap();
+        assert_eq!(out.tx, b"w axis0.config.enable_watchdog 0\nr axis0.config.enable_watchdog\n");
+        drive.answer(&mut codec, 1.0, &mut out);
+        assert!(
+            logs(&out.events).contains(&"watchdog disabled by hand; drivebench leaves it so on disconnect"),
+            "{out:?}"
+        );
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n");
+        // From the console, the same.
+        let mut drive = FakeDrive::new("0", "1.000000");
+        let (mut codec, _, _) = start_against(&mut drive, |_, _| {});
+        let mut out = CodecOut::new();
+        codec.raw("w axis0.config.enable_watchdog 1", 1.0, &mut out);
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n");
+        // On in the drive already: fed, left on.
+        let mut drive = FakeDrive::new("1", "0.500000");
+        let (mut codec, sent, events) = start_against(&mut drive, |_, _| {});
+        assert!(!all_sent(&sent).contains("w axis0.config"), "{}", all_sent(&sent));
+        assert!(
+            logs(&events).contains(
+                &"watchdog enabled on the drive with a 0.5 s timeout; drivebench feeds it while connected and \
+                  leaves it enabled"
+            ),
+            "{events:?}"
+        );
+        assert_eq!(codec.feed_period(), 0.125);
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n");
+    }
+
+    #[test]
+    fn a_timeout_the_user_sets_is_armed_with_and_never_replaced() {
+        // Queued before the arming's turn: the arming waits for it and keeps it.
+        let mut drive = FakeDrive::new("0", "0.000000");
+        let (mut codec, sent, events) = start_against(&mut drive, |codec, out| {
+            codec.command(&Command::WriteParam("watchdog_timeout_s".into(), 0.1), 0.0, out).unwrap();
+        });
+        let text = all_sent(&sent);
+        let user = text.find("w axis0.config.watchdog_timeout 0.1\n").expect(&text);
+        let enable = text.find("u 0\nw axis0.config.enable_watchdog 1\n").expect(&text);
+        assert!(user < enable, "{text}");
+        assert_eq!(text.matches("w axis0.config.watchdog_timeout").count(), 1, "{text}");
+        assert!(logs(&events).iter().any(|l| l.starts_with("watchdog armed: 0.1 s;")), "{events:?}");
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\nw axis0.config.enable_watchdog 0\n");
+        // A zero timeout of the user's: not armed (it would trip at once), said so.
+        let mut drive = FakeDrive::new("0", "1.000000");
+        let (mut codec, sent, events) = start_against(&mut drive, |codec, out| {
+            codec.command(&Command::WriteParam("watchdog_timeout_s".into(), 0.0), 0.0, out).unwrap();
+        });
+        assert!(!all_sent(&sent).contains("enable_watchdog 1"), "{}", all_sent(&sent));
+        assert!(logs(&events).iter().any(|l| l.starts_with("watchdog not armed")), "{events:?}");
+        assert_eq!(stop_bytes(&mut codec), b"w axis0.requested_state 1\n");
+    }
+
+    #[test]
+    fn an_armed_watchdog_stays_quiet_in_idle_and_is_disarmed_on_stop() {
+        use crate::sim::device::Device;
+        let read = |bench: &mut Bench, path: &str| -> String {
+            let mut reply = Vec::new();
+            let now = bench.now();
+            bench.device.receive(format!("r {path}\n").as_bytes(), now, &mut bench.drive, &mut reply);
+            String::from_utf8_lossy(&reply).trim().to_owned()
+        };
+        let mut bench = Bench::new(false);
+        bench.run(0.3);
+        assert_eq!(read(&mut bench, "axis0.config.enable_watchdog"), "1");
+        // Three timeouts standing idle: fed all along, nothing trips.
+        bench.run(3.0);
+        let events = bench.take_events();
+        assert!(
+            logs(&events).contains(
+                &"watchdog armed: 1.0 s; drivebench feeds it while connected and disables it again on disconnect"
+            ),
+            "{events:?}"
+        );
+        let states: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::State(_))).collect();
+        assert_eq!(states, vec![&Event::State(DriveState::Idle)]);
+        assert_eq!(read(&mut bench, "axis0.error"), "0");
+        // Spin.
+        bench.command(Command::SetMode(ControlMode::Speed)).unwrap();
+        bench.command(Command::Enable).unwrap();
+        bench.command(Command::SetSetpoint(ControlMode::Speed, 600.0)).unwrap();
+        let step_s = bench.now();
+        bench.run(1.5);
+        assert!((bench.mean(SIG_SPEED, step_s + 1.0) - 600.0).abs() < 30.0);
+        assert_eq!(bench.last_state(), Some(DriveState::Enabled));
+        // A clean stop: the motor off, the watchdog off, nothing saved.
+        let mut out = CodecOut::new();
+        bench.codec.stop(bench.now(), &mut out);
+        bench.exchange(out);
+        bench.polling = false;
+        bench.run(2.0);
+        assert!(!bench.drive.is_enabled());
+        assert_eq!(read(&mut bench, "axis0.config.enable_watchdog"), "0");
+        assert_eq!(read(&mut bench, "axis0.error"), "0", "no trip after the host left");
+        assert!(!String::from_utf8_lossy(&bench.sent).lines().any(|l| l.starts_with("ss")));
+    }
+
+    #[test]
+    fn a_frozen_host_trips_the_armed_watchdog_and_the_fault_resets() {
+        let mut bench = Bench::new(false);
+        bench.run(0.3);
+        bench.command(Command::SetMode(ControlMode::Speed)).unwrap();
+        bench.command(Command::Enable).unwrap();
+        bench.command(Command::SetSetpoint(ControlMode::Speed, 600.0)).unwrap();
+        bench.run(1.0);
+        assert!(bench.drive.is_enabled());
+        // The host stalls: no feed for longer than the 1 s timeout.
+        bench.polling = false;
+        bench.run(1.3);
+        assert!(!bench.drive.is_enabled(), "the watchdog stopped the motor");
+        bench.polling = true;
+        bench.run(0.3);
+        match bench.last_state() {
+            Some(DriveState::Fault(text)) => assert!(text.contains("WATCHDOG_TIMER_EXPIRED"), "{text}"),
+            other => panic!("expected a watchdog fault, got {other:?}"),
+        }
+        bench.command(Command::ResetFaults).unwrap();
+        bench.run(0.3);
+        assert_eq!(bench.last_state(), Some(DriveState::Idle));
+        // Fed again: it does not come back while idle.
+        bench.take_events();
+        bench.run(2.5);
+        assert!(!bench.take_events().iter().any(|e| matches!(e, Event::State(_))));
+        bench.command(Command::Enable).unwrap();
+        bench.run(0.3);
+        assert_eq!(bench.last_state(), Some(DriveState::Enabled));
     }
 
     proptest! {
