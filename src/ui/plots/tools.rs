@@ -205,10 +205,13 @@ impl PlotsPanel {
         let armed = self.trigger.is_armed();
         let before = self.trigger.settings.source.clone();
         let settings = &mut self.trigger.settings;
+        // The default source is the first signal of the first drive (not of whichever drive
+        // happened to announce its signals first).
         if settings.source.is_empty()
-            && let Some(first) = sources.first()
+            && let Some(d) = bench.drives.first()
+            && let Some(first) = d.signals.first()
         {
-            settings.source = first.clone();
+            settings.source = format!("{}.{}", d.name(), first.name);
         }
         let unit = source_unit(bench, &settings.source);
         // Values are typed and choices clicked one after the other: the menu stays open until
