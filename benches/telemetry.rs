@@ -2,8 +2,12 @@
 //!
 //! * `view/<n>`: one M4 view query over a history of n samples at 1 kHz, for the whole history
 //!   and for the newest 10 s, at 800 and 3840 px. The target is a cost that does not grow with
-//!   n (O(width · log n)). The 1e8 case needs ~1.7 GB and builds in a couple of seconds.
+//!   n. The 1e8 case needs ~1.8 GB and builds in a couple of seconds.
+//! * `stats/<n>`: window statistics over the same histories, whole and newest 10 s (shown for
+//!   the visible window every frame, so its cost must not grow with the window either).
 //! * `push`: appending to a full (wrapping) ring, per sample.
+//!
+//! The bytes per stored sample (raw ring and levels) are printed for the 1e6 history.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -30,21 +34,26 @@ fn build(n: usize) -> Series {
     s
 }
 
-fn view(c: &mut Criterion) {
+fn queries(c: &mut Criterion) {
     for (label, n) in [("1e4", 10_000usize), ("1e6", 1_000_000), ("1e8", 100_000_000)] {
         let started = Instant::now();
         let s = build(n);
         eprintln!(
-            "view/{label}: built {n} samples in {:.2?} ({:.1} ns/push incl. first touch), {} MiB",
+            "{label}: built {n} samples in {:.2?} ({:.1} ns/push incl. first touch), {} MiB, {:.2} B/sample",
             started.elapsed(),
             started.elapsed().as_nanos() as f64 / n as f64,
-            s.memory_bytes() >> 20
+            s.memory_bytes() >> 20,
+            s.memory_bytes() as f64 / s.capacity() as f64
         );
         let t_end = (n - 1) as f64 * DT + DT; // just after the newest sample
+        let slow = |g: &mut criterion::BenchmarkGroup<'_, _>| {
+            if n >= 100_000_000 {
+                g.sample_size(10).warm_up_time(Duration::from_secs(1));
+            }
+        };
+
         let mut g = c.benchmark_group(format!("view/{label}"));
-        if n >= 100_000_000 {
-            g.sample_size(10).warm_up_time(Duration::from_secs(1));
-        }
+        slow(&mut g);
         for width in [800usize, 3840] {
             let mut out = Vec::with_capacity(4 * width + 2);
             g.bench_function(BenchmarkId::new("whole", width), |b| {
@@ -60,6 +69,15 @@ fn view(c: &mut Criterion) {
                 })
             });
         }
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("stats/{label}"));
+        slow(&mut g);
+        // Windows starting and ending mid-cell, as a scrolled plot window does.
+        let whole = (black_box(0.0005), black_box(t_end - 0.0005));
+        g.bench_function("whole", |b| b.iter(|| s.stats(whole.0, whole.1)));
+        let newest = (black_box(t_end - 10.0005), black_box(t_end));
+        g.bench_function("newest_10s", |b| b.iter(|| s.stats(newest.0, newest.1)));
         g.finish();
     }
 }
@@ -84,5 +102,5 @@ fn push(c: &mut Criterion) {
     black_box(s.len());
 }
 
-criterion_group!(benches, view, push);
+criterion_group!(benches, queries, push);
 criterion_main!(benches);

@@ -9,6 +9,14 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_drivebench");
 
+/// Tests that time a drive's response (settling, E-STOP, reconnects) run one at a time: on a
+/// small machine a dozen emulators and hosts at once would measure the scheduler.
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timed() -> std::sync::MutexGuard<'static, ()> {
+    TIMED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Test runs log outside the user's home.
 fn test_log_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("drivebench-test-logs")
@@ -94,6 +102,7 @@ fn assert_settled_near_600(speeds: Vec<f64>, min_samples: usize) {
 }
 
 fn record_speed_step(protocol: &str, spec_extra: &str) -> Vec<f64> {
+    let _one_at_a_time = timed();
     let emu = Emulator::start(protocol, &["--rate", "200"]);
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("out.csv");
@@ -598,6 +607,7 @@ fn params_on_a_protocol_without_parameters_says_so_at_once() {
 
 #[test]
 fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
+    let _one_at_a_time = timed();
     use drivebench::bench::Bench;
     use drivebench::drive::{Command as DriveCommand, DriveState};
     use drivebench::link::SerialSettings;
@@ -668,6 +678,7 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
 
 #[test]
 fn record_keeps_the_others_and_fails_naming_a_drive_that_lost_its_link() {
+    let _one_at_a_time = timed();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("foc0");
     let link_arg = link.to_str().unwrap().to_owned();
@@ -710,6 +721,7 @@ fn record_keeps_the_others_and_fails_naming_a_drive_that_lost_its_link() {
 /// every protocol that can command a drive, with all of them enabled and streaming at once.
 #[test]
 fn estop_goes_out_to_every_drive_within_20_ms() {
+    let _one_at_a_time = timed();
     use drivebench::bench::Bench;
     use drivebench::drive::{Command as DriveCommand, ControlMode, DriveState};
     use drivebench::project::{DriveConfig, Project, parse_drive_spec};

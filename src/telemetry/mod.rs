@@ -9,5 +9,5 @@ pub mod store;
 
 pub use recorder::{CsvRecorder, RecordError};
 pub use recording::{RecordHub, RecordSummary, RecordedDrive, Recording};
-pub use series::Series;
+pub use series::{Series, WindowStats};
 pub use store::{DriveTelemetry, RateMeter, SharedTelemetry};

@@ -223,46 +223,13 @@ impl Trigger {
 
 // ---- statistics ----
 
-/// Statistics of one signal over a window (NaN samples are left out of every figure).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WindowStats {
-    /// Non-NaN samples.
-    pub count: u64,
-    pub min: f64,
-    pub max: f64,
-    pub mean: f64,
-    pub rms: f64,
-}
-
-impl WindowStats {
-    pub fn peak_to_peak(&self) -> f64 {
-        self.max - self.min
-    }
-}
+pub use crate::telemetry::WindowStats;
 
 /// Statistics of the samples with `t` in `[t0_s, t1_s)`; `None` if there is none that is not
-/// NaN. Scans the window's samples.
+/// NaN. Answered from the store's min/max levels and per-cell sums, so the cost does not grow
+/// with the window's sample count.
 pub fn window_stats(series: &Series, t0_s: f64, t1_s: f64) -> Option<WindowStats> {
-    let mut count = 0u64;
-    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut sum, mut sum_sq) = (0.0, 0.0);
-    for (_, v) in series.samples_in(t0_s, t1_s) {
-        if v.is_nan() {
-            continue;
-        }
-        count += 1;
-        min = min.min(v);
-        max = max.max(v);
-        sum += v;
-        sum_sq += v * v;
-    }
-    (count > 0).then(|| WindowStats {
-        count,
-        min,
-        max,
-        mean: sum / count as f64,
-        rms: (sum_sq / count as f64).sqrt(),
-    })
+    series.stats(t0_s, t1_s)
 }
 
 // ---- second value axis ----
