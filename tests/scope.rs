@@ -1,8 +1,6 @@
 //! The scope tools of the plots, driven through egui_kittest with real simulated drives
 //! streaming behind them: cursors, trigger, statistics, second value axis, export, ranges.
 
-use std::time::{Duration, Instant};
-
 use drivebench::drive::{Command, ControlMode, DriveState};
 use drivebench::project::{Project, TriggerMode};
 use drivebench::ui::BenchApp;
@@ -11,29 +9,8 @@ use egui::{Key, Role};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-fn harness(app: BenchApp) -> Harness<'static, BenchApp> {
-    Harness::builder().with_size([1400.0, 1000.0]).build_ui_state(
-        |ui, app: &mut BenchApp| {
-            let ctx = ui.ctx().clone();
-            app.logic(&ctx);
-            app.ui(ui);
-        },
-        app,
-    )
-}
-
-/// Steps frames (the drives run in real time behind the UI) until `pred` holds.
-fn step_until(h: &mut Harness<'_, BenchApp>, what: &str, mut pred: impl FnMut(&BenchApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        h.step();
-        if pred(h.state()) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("timed out waiting for: {what}");
-}
+mod common;
+use common::{harness, step_until};
 
 /// Replaces the text of a number field (a drag value) labelled `label` and presses Enter.
 fn type_into_value(h: &mut Harness<'_, BenchApp>, label: &str, text: &str) {

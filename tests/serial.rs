@@ -141,12 +141,13 @@ fn vesc_speed_step_settles() {
     assert_settled_near_600(record_speed_step("vesc", ",pole_pairs=7"), 20);
 }
 
-/// A host killed outright sends nothing more: the VESC's own 1 s timeout releases the motor.
-#[test]
-fn vesc_releases_the_motor_when_the_host_dies() {
-    let emu = Emulator::start("vesc", &[]);
+/// Spins the drive up to 1500 rpm under a `record` host, kills the host outright (SIGKILL: no
+/// disable goes out, no keep-alive any more), waits 2.5 s and records 0.5 s with a second host.
+/// Returns that host's output and the speeds it saw.
+fn kill_the_host_at_speed(protocol: &str) -> (Output, Vec<f64>) {
+    let emu = Emulator::start(protocol, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let spec = format!("vesc:{}", emu.path);
+    let spec = format!("{protocol}:{}", emu.path);
     let running = dir.path().join("running.csv");
     let mut host = Command::new(BIN)
         .env("DRIVEBENCH_LOG_DIR", test_log_dir())
@@ -171,14 +172,21 @@ fn vesc_releases_the_motor_when_the_host_dies() {
         assert!(std::time::Instant::now() < deadline, "the motor never got up to speed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    host.kill().unwrap(); // SIGKILL: no disable goes out
+    host.kill().unwrap();
     host.wait().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    // Another host looks: the timeout fired and the motor coasted down.
     let after = dir.path().join("after.csv");
     let out = run(&["record", "--drive", &spec, "--seconds", "0.5", "--csv", after.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
     let speeds = speed_tail(&after, 0.5);
+    (out, speeds)
+}
+
+/// A host killed outright sends nothing more: the VESC's own 1 s timeout releases the motor.
+#[test]
+fn vesc_releases_the_motor_when_the_host_dies() {
+    let (out, speeds) = kill_the_host_at_speed("vesc");
+    // Another host looks: the timeout fired and the motor coasted down.
+    assert!(out.status.success(), "{}", text(&out));
     let m = median(speeds);
     assert!(m.abs() < 600.0, "the motor still turns at {m} rpm 2.5 s after the host died");
 }
@@ -833,42 +841,11 @@ fn odrive_read(path: &str, property: &str) -> String {
 /// within the timeout, latching the named trip that the next host reports.
 #[test]
 fn odrive_watchdog_stops_the_motor_when_the_host_dies() {
-    let emu = Emulator::start("odrive", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("odrive:{}", emu.path);
-    let running = dir.path().join("running.csv");
-    let mut host = Command::new(BIN)
-        .env("DRIVEBENCH_LOG_DIR", test_log_dir())
-        .args(["record", "--drive", &spec, "--seconds", "60", "--csv", running.to_str().unwrap()])
-        .args(["--enable", "--mode", "speed", "--setpoint", "1500"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Up to speed (rows are flushed to the file every second).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let fast = std::fs::metadata(&running).is_ok_and(|m| m.len() > 0)
-            && csv::Reader::from_path(&running).is_ok_and(|mut r| {
-                r.records()
-                    .filter_map(Result::ok)
-                    .any(|row| row.get(1).and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 1400.0))
-            });
-        if fast {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the motor never got up to speed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    host.kill().unwrap(); // SIGKILL: no disable goes out, no feed any more
-    host.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    let (out, speeds) = kill_the_host_at_speed("odrive");
     // Another host looks: the watchdog tripped and the motor coasted down.
-    let after = dir.path().join("after.csv");
-    let out = run(&["record", "--drive", &spec, "--seconds", "0.5", "--csv", after.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("WATCHDOG_TIMER_EXPIRED"), "{}", text(&out));
-    let m = median(speed_tail(&after, 0.5));
+    let m = median(speeds);
     assert!(m.abs() < 600.0, "the motor still turns at {m} rpm 2.5 s after the host died");
 }
 
