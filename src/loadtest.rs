@@ -96,11 +96,13 @@ impl Emulators {
         Ok(())
     }
 
-    /// Kills emulator `i` outright (a pulled cable).
+    /// Kills emulator `i` outright (a pulled cable): its device node (the link) goes too, as
+    /// a USB adapter's does.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children.get_mut(i).and_then(Option::take) {
             let _ = c.kill();
             let _ = c.wait();
+            let _ = std::fs::remove_file(&self.paths[i]);
         }
     }
 

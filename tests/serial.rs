@@ -589,6 +589,9 @@ mod link_loss {
         });
         let DriveState::LinkLost { reason, .. } = &bench.drives[0].state else { unreachable!() };
         assert!(reason.contains("link lost"), "{reason}");
+        // Stop the reconnection tries: the vanished pseudo-terminal's number may be reused by
+        // another test's emulator.
+        bench.drives[0].send(drivebench::drive::Command::Disconnect).unwrap();
         // Its history stays; the simulated drive carries on.
         let kept = bench.drives[0].telemetry().series("speed_rpm").unwrap().len();
         assert!(kept > 10);
@@ -655,6 +658,9 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
     wait(&mut bench, "enabled", 10, &|b| b.drives[0].state == DriveState::Enabled);
     // The adapter is pulled: the emulator process dies.
     drop(first);
+    // Unplugged: the device node goes too (a stale link could point at another test's
+    // pseudo-terminal once its number is reused).
+    let _ = std::fs::remove_file(&link);
     wait(&mut bench, "link lost", 10, &|b| matches!(b.drives[0].state, DriveState::LinkLost { .. }));
     let lost_at = bench.clock.now_s();
     let before = bench.drives[0].telemetry().series("speed_rpm").unwrap().total_pushed();
@@ -703,6 +709,9 @@ fn record_keeps_the_others_and_fails_naming_a_drive_that_lost_its_link() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     drop(first);
+    // Unplugged: the device node goes too (a stale link could point at another test's
+    // pseudo-terminal once its number is reused).
+    let _ = std::fs::remove_file(&link);
     std::thread::sleep(Duration::from_millis(1000));
     let _second = Emulator::start("simplefoc", &["--link", &link_arg, "--rate", "200"]);
     let out = host.wait_with_output().unwrap();
