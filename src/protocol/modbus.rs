@@ -18,7 +18,8 @@
 //! statusword, the mode display, the error code and the actual values, joined into as few
 //! block reads as the map allows (only addresses that are in the map; a strict drive answers
 //! anything else with exception 02). A block refused with 01/02 is split into its entries,
-//! and an entry refused on its own is no longer read. At start every role register is read
+//! and an entry refused on its own is left out and asked again after 1 s, 2 s, 4 s, … (every
+//! 30 s at most) until the drive answers it. At start every role register is read
 //! once (controlword, mode and targets included) so that state, mode and setpoint are known.
 //!
 //! CiA 402: the statusword gives the state (`Event::Status("CiA 402: switched on")`);
@@ -379,10 +380,13 @@ impl Expect {
         let Some(&function) = buf.get(1) else {
             return Some(None);
         };
-        // Any exception from the unit polled answers the one request in flight: some drives
-        // (Kinco) flag a failed read with 0x81 rather than 0x83.
+        // The exception to the request in flight carries its function | 0x80; some drives
+        // (Kinco) flag a failed read with 0x81 rather than 0x83. Any other exception answers
+        // something else (another master, a request the drive received corrupted).
         if function > 0x80 {
-            return Some(Some(5));
+            let ours = function == self.function | 0x80
+                || (function == 0x81 && matches!(self.function, 0x03 | 0x04));
+            return ours.then_some(Some(5));
         }
         if function != self.function {
             return None;
@@ -614,7 +618,23 @@ pub struct ModbusCodec {
     failures_in_row: u32,
     lost: bool,
     log: LogLimiter,
+    /// Telemetry registers the drive refused, left out of the cycle and asked again after a
+    /// growing pause: a refusal may have been noise or a drive still booting.
+    refused: Vec<Refused>,
 }
+
+/// A telemetry block the drive refused.
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    block: Block,
+    /// The pause before the next try (1 s, doubling up to [`REFUSED_RETRY_MAX_S`]).
+    pause_s: f64,
+    /// When it goes back into the cycle; `None` while it is being tried again.
+    retry_at_s: Option<f64>,
+}
+
+/// The longest pause before a refused telemetry register is asked again.
+const REFUSED_RETRY_MAX_S: f64 = 30.0;
 
 impl ModbusCodec {
     /// A codec talking to unit address `unit` (1–247) at `baud` (for the inter-frame gap and
@@ -727,6 +747,7 @@ impl ModbusCodec {
             failures_in_row: 0,
             lost: false,
             log: LogLimiter::default(),
+            refused: Vec::new(),
         }
     }
 
@@ -1269,13 +1290,20 @@ impl ModbusCodec {
             );
             self.cycle.splice(index..=index, singles);
         } else {
+            self.cycle.remove(index);
+            if let Some(known) = self.refused.iter_mut().find(|r| r.block == block) {
+                known.pause_s = (known.pause_s * 2.0).min(REFUSED_RETRY_MAX_S);
+                known.retry_at_s = Some(now_s + known.pause_s);
+                return;
+            }
+            self.refused.push(Refused { block, pause_s: 1.0, retry_at_s: Some(now_s + 1.0) });
             let names: Vec<&str> = inside.iter().map(|&i| self.entry_name(i)).collect();
             out.events.push(Event::Log(format!(
-                "the drive refused {} ({}) with {reason}; it is no longer read: check the register map",
+                "the drive refused {} ({}) with {reason}; it is left out of the telemetry and asked again \
+                 after 1 s, then less often (every {REFUSED_RETRY_MAX_S} s at most): check the register map",
                 Self::describe_block(block),
                 names.join(", ")
             )));
-            self.cycle.remove(index);
         }
         self.cycle_pos = self.cycle.len();
     }
@@ -1324,6 +1352,23 @@ impl ModbusCodec {
         out: &mut CodecOut,
     ) {
         let block = Block { table, start, qty: words.len() as u16 };
+        if let Some(at) = self.refused.iter().position(|r| r.block == block) {
+            let back = self.refused.swap_remove(at);
+            let names: Vec<&str> = (0..self.map.entries.len())
+                .filter(|&i| block.contains(&self.map.entries[i]))
+                .map(|i| self.entry_name(i))
+                .collect();
+            self.log.log(
+                now_s,
+                format!(
+                    "the drive answers {} ({}) again after {} s: it is read again",
+                    Self::describe_block(back.block),
+                    names.join(", "),
+                    back.pause_s
+                ),
+                out,
+            );
+        }
         let (mut had_status, mut had_mode, mut had_code) = (false, false, false);
         let mut targets_read = [false; 3];
         for index in 0..self.map.entries.len() {
@@ -2927,6 +2972,14 @@ impl Codec for ModbusCodec {
         if self.cycle_pos >= self.cycle.len() && now_s >= self.next_cycle_at {
             self.cycle_pos = 0;
             self.next_cycle_at = now_s + TELEMETRY_PERIOD_S;
+            // Refused registers whose pause is over join this cycle (at its end, so that the
+            // indices of reads in flight keep their meaning).
+            for refused in &mut self.refused {
+                if refused.retry_at_s.is_some_and(|t| now_s >= t) {
+                    refused.retry_at_s = None;
+                    self.cycle.push(refused.block);
+                }
+            }
         }
         self.pump(now_s, out);
     }
@@ -3953,7 +4006,8 @@ mod tests {
             key: "velocity_kp".into(),
             value: (held * 1000.0).round() / 1000.0
         }));
-        // An entry the drive lacks is dropped from the telemetry after it refuses it.
+        // An entry the drive lacks is left out of the telemetry after it refuses it, and asked
+        // again after 1 s, 2 s, 4 s, ….
         let mut map = RegisterMap::preset();
         map.entries.push(RegisterEntry {
             name: "igbt_temperature".into(),
@@ -3975,9 +4029,19 @@ mod tests {
             "{events:?}"
         );
         assert!(events.iter().any(
-            |e| matches!(e, Event::Log(t) if t.contains("(temperature)") && t.contains("no longer read"))
+            |e| matches!(e, Event::Log(t) if t.contains("(temperature)") && t.contains("left out of the telemetry"))
         ));
         assert_eq!(bench.last_state(), Some(DriveState::Idle));
+        let late = bench.now() - 0.1;
+        assert!(bench.samples.iter().any(|s| s.signal == SIG_SPEED && s.t_s >= late));
+        let temperature_reads = |frames: &[Vec<u8>]| {
+            frames.iter().filter(|f| matches!(f[1], 3 | 4) && f[2..6] == [0, 0x13, 0, 1]).count()
+        };
+        bench.frames.clear();
+        bench.run(7.5);
+        assert_eq!(temperature_reads(&bench.frames), 3, "asked again after 1, 2 and 4 s");
+        let events = bench.take_events();
+        assert!(!events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("left out"))), "said once");
         let late = bench.now() - 0.1;
         assert!(bench.samples.iter().any(|s| s.signal == SIG_SPEED && s.t_s >= late));
     }

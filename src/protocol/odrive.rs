@@ -1191,8 +1191,9 @@ impl ODriveCodec {
             self.known.position = Some(position);
             out.samples.push(Sample { t_s: now_s, signal: SIG_POSITION, value: position });
         }
-        if velocity.is_finite() {
-            out.samples.push(Sample { t_s: now_s, signal: SIG_SPEED, value: velocity * 60.0 });
+        let speed_rpm = velocity * 60.0;
+        if speed_rpm.is_finite() {
+            out.samples.push(Sample { t_s: now_s, signal: SIG_SPEED, value: speed_rpm });
         }
     }
 
@@ -1526,6 +1527,9 @@ impl ODriveCodec {
                 }
             },
         };
+        if !setpoint.is_finite() {
+            return;
+        }
         self.mode_report_pending = false;
         out.events.push(Event::Mode { mode, setpoint });
     }

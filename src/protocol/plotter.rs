@@ -1,7 +1,8 @@
 //! Arduino Serial Plotter lines: one sample per line, `label:value` fields or bare numbers,
 //! separated by runs of comma, space or tab. Telemetry only: every label becomes a signal
-//! named as sent (bare numbers become `value 1`, `value 2`, … by position). The console can
-//! still send any text line to the sketch.
+//! named as sent (bare numbers become `value 1`, `value 2`, … by position) once a second line
+//! carries it, with the first line's sample; a label seen once only (line noise, a wrong baud
+//! rate) is no signal. The console can still send any text line to the sketch.
 
 use crate::drive::{Command, Event, ParamSpec, Sample, SignalSpec};
 use crate::protocol::{Codec, CodecError, CodecOut, LineSplitter, RawIntent};
@@ -20,6 +21,18 @@ pub struct PlotterCodec {
     /// Labels refused because the signal list was full (reported once).
     overflow_reported: bool,
     unparsed_logged: u64,
+    /// Labels seen in one line so far, with that line's number and sample: a label becomes a
+    /// signal from the second line that carries it (its first sample then comes too), so that
+    /// garbage, which rarely repeats a label, cannot fill the list before the sketch's lines.
+    candidates: Vec<Candidate>,
+    lines_seen: u64,
+}
+
+/// A label seen in one line only, with the sample it carried.
+struct Candidate {
+    name: String,
+    line: u64,
+    first: Sample,
 }
 
 impl Default for PlotterCodec {
@@ -36,13 +49,31 @@ impl PlotterCodec {
             first_line_pending: true,
             overflow_reported: false,
             unparsed_logged: 0,
+            candidates: Vec::new(),
+            lines_seen: 0,
         }
     }
 
-    fn signal_index(&mut self, name: &str, out: &mut CodecOut) -> Option<u16> {
+    /// Appends the sample of label `name`: to its signal, to a new signal if the label is seen
+    /// for the second time (with the first sample before it), or keeps it as a candidate.
+    fn push_sample(&mut self, name: &str, t_s: f64, value: f64, out: &mut CodecOut) {
         if let Some(i) = self.signals.iter().position(|s| s.name == name) {
-            return Some(i as u16);
+            out.samples.push(Sample { t_s, signal: i as u16, value });
+            return;
         }
+        let first = match self.candidates.iter().position(|c| c.name == name) {
+            Some(at) if self.candidates[at].line < self.lines_seen => self.candidates.swap_remove(at).first,
+            // The same label twice in one line: the first one counts.
+            Some(_) => return,
+            None => {
+                if self.candidates.len() >= MAX_SIGNALS {
+                    self.candidates.clear();
+                }
+                let first = Sample { t_s, signal: 0, value };
+                self.candidates.push(Candidate { name: name.to_owned(), line: self.lines_seen, first });
+                return;
+            }
+        };
         if self.signals.len() >= MAX_SIGNALS {
             if !self.overflow_reported {
                 self.overflow_reported = true;
@@ -50,14 +81,17 @@ impl PlotterCodec {
                     "more than {MAX_SIGNALS} different labels: `{name}` and later new labels are ignored"
                 )));
             }
-            return None;
+            return;
         }
         self.signals.push(SignalSpec::new(name, unit_for(name)));
         out.events.push(Event::Signals(self.signals.clone()));
-        Some((self.signals.len() - 1) as u16)
+        let signal = (self.signals.len() - 1) as u16;
+        out.samples.push(Sample { signal, ..first });
+        out.samples.push(Sample { t_s, signal, value });
     }
 
     fn line(&mut self, raw: &[u8], now_s: f64, out: &mut CodecOut) {
+        self.lines_seen += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let text = String::from_utf8_lossy(raw);
         let fields = parse_line(&text);
@@ -70,9 +104,7 @@ impl PlotterCodec {
         }
         for (name, value) in fields {
             let Some(value) = value else { continue };
-            if let Some(signal) = self.signal_index(&name, out) {
-                out.samples.push(Sample { t_s: now_s, signal, value });
-            }
+            self.push_sample(&name, now_s, value, out);
         }
     }
 }
@@ -310,16 +342,25 @@ mod tests {
     #[test]
     fn first_line_is_dropped_and_partial_last_line_buffered() {
         let mut c = PlotterCodec::new();
-        let out = feed_all(&mut c, &[b"d:7\r\nspeed_rpm:10,current_a:0.5\r\n", b"speed_rpm:1", b"1\r\n"]);
+        let out = feed_all(
+            &mut c,
+            &[b"d:7\r\nspeed_rpm:10,current_a:0.5\r\n", b"speed_rpm:1", b"1\r\nspeed_rpm:12,current_a:0.6\n"],
+        );
         assert_eq!(
             values(&c, &out),
-            vec![("speed_rpm".into(), 10.0), ("current_a".into(), 0.5), ("speed_rpm".into(), 11.0)]
+            vec![
+                ("speed_rpm".into(), 10.0),
+                ("speed_rpm".into(), 11.0),
+                ("speed_rpm".into(), 12.0),
+                ("current_a".into(), 0.5),
+                ("current_a".into(), 0.6)
+            ]
         );
         assert_eq!(c.signals[0].unit, "rpm");
         assert_eq!(c.signals[1].unit, "A");
         assert!(!c.signals.iter().any(|s| s.name == "d"), "the cut first line is dropped");
         // Timestamps are those of the chunk that completed each line.
-        assert_eq!(out.samples.iter().map(|s| s.t_s).collect::<Vec<_>>(), vec![0.0, 0.0, 2.0]);
+        assert_eq!(out.samples.iter().map(|s| s.t_s).collect::<Vec<_>>(), vec![0.0, 2.0, 2.0, 0.0, 2.0]);
         let announced: Vec<usize> = out
             .events
             .iter()
@@ -330,13 +371,14 @@ mod tests {
 
     #[test]
     fn every_split_point_gives_the_same_samples() {
-        let stream: &[u8] =
-            b"junk\nVq:1.20,vel:9.99,angle:12.30\r\n1.2\t9.99\t12.3\na:1 b:2,c:3\nx:nan,y:1e999,z:-0.5\r\n";
+        let body: &[u8] =
+            b"Vq:1.20,vel:9.99,angle:12.30\r\n1.2\t9.99\t12.3\na:1 b:2,c:3\nx:nan,y:1e999,z:-0.5\r\n";
+        let stream = &[b"junk\n", body, body].concat()[..];
         let mut whole = PlotterCodec::new();
         let mut out = CodecOut::new();
         whole.feed(stream, 0.0, &mut out);
         let expected = values(&whole, &out);
-        assert_eq!(expected.len(), 3 + 3 + 3 + 1);
+        assert_eq!(expected.len(), 2 * (3 + 3 + 3 + 1));
         for cut in 0..=stream.len() {
             let mut c = PlotterCodec::new();
             let mut o = CodecOut::new();
@@ -353,17 +395,38 @@ mod tests {
     }
 
     #[test]
+    fn a_label_seen_once_is_no_signal_and_garbage_does_not_lock_out_the_sketch() {
+        let mut c = PlotterCodec::new();
+        let mut out = CodecOut::new();
+        c.feed(b"\n", 0.0, &mut out);
+        // A wrong baud rate or a boot loader: 200 different labels, each once.
+        for i in 0..200 {
+            c.feed(format!("x{i}q:{i}\n").as_bytes(), 0.001 * f64::from(i), &mut out);
+        }
+        assert!(c.signals.is_empty() && out.samples.is_empty(), "{:?}", c.signals);
+        for k in 0..3 {
+            c.feed(format!("speed_rpm:{k},current_a:0.{k}\n").as_bytes(), 1.0 + f64::from(k), &mut out);
+        }
+        assert_eq!(c.signals.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["speed_rpm", "current_a"]);
+        let speed: Vec<(f64, f64)> =
+            out.samples.iter().filter(|s| s.signal == 0).map(|s| (s.t_s, s.value)).collect();
+        assert_eq!(speed, [(1.0, 0.0), (2.0, 1.0), (3.0, 2.0)], "the first line's sample comes too");
+    }
+
+    #[test]
     fn garbage_never_panics_and_labels_are_bounded() {
         let mut c = PlotterCodec::new();
         let mut out = CodecOut::new();
         let mut junk = Vec::new();
         for i in 0..5000u32 {
-            junk.extend_from_slice(format!("l{i}:{i}\n").as_bytes());
+            // Each label twice: a label seen once is no signal.
+            junk.extend_from_slice(format!("l{i}:{i}\nl{i}:{i}\n").as_bytes());
             junk.extend_from_slice(&[0, 0xff, 0xfe, b':', b'\n']);
         }
         junk.extend(std::iter::repeat_n(b'x', 100_000));
         c.feed(&junk, 0.0, &mut out);
         assert_eq!(c.signals.len(), MAX_SIGNALS);
+        assert!(c.candidates.len() <= MAX_SIGNALS);
         assert!(c.lines.pending().len() <= MAX_LINE);
         assert!(out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("ignored"))));
     }

@@ -621,9 +621,14 @@ impl SimpleFocCodec {
             && !self.last_verbose_try_s.is_some_and(|t| now_s - t < VERBOSE_RETRY_S)
         {
             self.last_verbose_try_s = Some(now_s);
+            self.last_monitor_set_s = Some(now_s);
             requests = self.setup_requests();
         }
-        requests.extend(self.state_reads());
+        // Until verbose mode 3 is confirmed, a read would be answered in another format (and
+        // its answer would trigger the same read again at once).
+        if self.verbose3 || !self.pending(Kind::Verbose) {
+            requests.extend(self.state_reads());
+        }
         self.enqueue_first(requests);
     }
 
@@ -796,6 +801,9 @@ impl SimpleFocCodec {
         }
         let (Some(mode), Some(target)) = (self.active_mode(), self.target) else { return };
         let setpoint = to_canonical(mode, target);
+        if !setpoint.is_finite() {
+            return;
+        }
         let same = self.reported_mode.is_some_and(|(m, s)| {
             m == mode && (s - setpoint).abs() <= 1e-6 * s.abs().max(setpoint.abs()).max(1.0)
         });
@@ -1079,6 +1087,15 @@ impl SimpleFocCodec {
             return;
         }
         let value = if d.rpm { raw * RPM_PER_RAD_S } else { raw };
+        if !value.is_finite() {
+            let text = format!("{} reads `{value}` {}, beyond what drivebench can show", d.key, d.unit);
+            if kind == Kind::ParamWrite(index) {
+                out.events.push(Event::Refused(text));
+            } else {
+                self.log(text, out);
+            }
+            return;
+        }
         let key = d.key.to_string();
         if kind == Kind::ParamWrite(index) {
             out.events.push(Event::ParamWritten { key, value });
@@ -1123,7 +1140,7 @@ impl SimpleFocCodec {
         };
         let selected: Vec<usize> = (0..7).filter(|&i| bitmap & MONITOR_BITS[i] != 0).collect();
         if selected.len() != values.len() {
-            self.stream_mismatches += 1;
+            self.stream_mismatches = self.stream_mismatches.saturating_add(1);
             if self.stream_mismatches == 5 {
                 self.log(
                     format!(
@@ -1133,6 +1150,9 @@ impl SimpleFocCodec {
                     ),
                     out,
                 );
+            }
+            if self.stream_mismatches >= 5 {
+                // Rate-limited inside: again every 2 s until the widths agree.
                 self.reselect_stream(now_s, out);
             }
             return;
@@ -1665,6 +1685,7 @@ impl Codec for SimpleFocCodec {
         self.stream_seen_s = now_s;
         self.next_status_s = now_s + STATUS_POLL_S;
         self.last_verbose_try_s = Some(now_s);
+        self.last_monitor_set_s = Some(now_s);
         // An empty line first: whatever a previous session left in the drive's buffer runs
         // (or is dropped) on its own instead of corrupting `@3`.
         out.tx.push(b'\n');
@@ -1817,6 +1838,13 @@ impl Codec for SimpleFocCodec {
                     ),
                     out,
                 ),
+                // A reply too long for the line buffer (the drive's decimal places changed) never
+                // arrives: assert the decimals again.
+                Kind::MonitorAll if !self.pending(Kind::Decimals) => self.enqueue_first(vec![Request {
+                    line: format!("#{REPLY_DECIMALS}"),
+                    kind: Kind::Decimals,
+                    key: Some(Key::Decimal),
+                }]),
                 Kind::MonitorAll => {}
                 _ => self.log(format!("no reply to `{}`", entry.line), out),
             }
@@ -1838,6 +1866,11 @@ impl Codec for SimpleFocCodec {
         if now_s - self.stream_seen_s > STREAM_SILENCE_S && !self.polling {
             self.polling = true;
             self.log("no monitoring stream (motor.monitor() not called?): polling MMG7".into(), out);
+        }
+        // A selection of the same width as ours cannot be told from the stream: select ours
+        // again every 2 s while streaming.
+        if self.verbose3 && !self.polling && self.last_monitor_set_s.is_none_or(|t| now_s - t >= 2.0) {
+            self.reselect_stream(now_s, out);
         }
         if self.polling && !self.pending(Kind::MonitorAll) {
             let request = self.motor_request("MG7", Kind::MonitorAll, Some(Key::Cmd(b'M', b'G')));

@@ -1055,6 +1055,12 @@ impl VescCodec {
         }
         self.in_flight = None;
         self.timeouts_in_row += 1;
+        if self.timeouts_in_row == 2 || self.timeouts_in_row.is_multiple_of(10) {
+            // Noise may have left a long-frame header in the drive's decoder, which then holds
+            // our requests until 518 bytes have arrived: complete it with zeros (never a start
+            // byte, so a decoder that is in sync ignores them).
+            out.tx.extend(std::iter::repeat_n(0u8, MAX_FRAME));
+        }
         let what = match in_flight.request {
             Request::FwVersion => "COMM_FW_VERSION",
             Request::Values => "COMM_GET_VALUES",
@@ -1080,9 +1086,12 @@ impl VescCodec {
         };
         match id {
             COMM_FW_VERSION => {
-                if matches!(self.in_flight, Some(InFlight { request: Request::FwVersion, .. })) {
-                    self.in_flight = None;
+                // Only the answer to our request: the version selects the layout of every
+                // later COMM_GET_VALUES reply.
+                if !matches!(self.in_flight, Some(InFlight { request: Request::FwVersion, .. })) {
+                    return;
                 }
+                self.in_flight = None;
                 self.answered(out);
                 self.want_identity = false;
                 if let Some(&major) = data.first() {

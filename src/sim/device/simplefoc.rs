@@ -914,7 +914,15 @@ impl SimpleFocDevice {
         // The q voltage of a running motor: resistive drop plus back-EMF (Kt in V·s/rad).
         let uq = if enabled {
             let lim = f64::from(self.voltage_limit).abs();
-            (self.sim_resistance_ohm * frame.current_a + self.sim_kt * velocity).clamp(-lim, lim)
+            // `_constrain`: a NaN limit lets the value through.
+            let raw = self.sim_resistance_ohm * frame.current_a + self.sim_kt * velocity;
+            if raw < -lim {
+                -lim
+            } else if raw > lim {
+                lim
+            } else {
+                raw
+            }
         } else {
             0.0
         };
