@@ -159,12 +159,22 @@ impl DriveRuntime {
         if self.worker.is_none() {
             let backend = backend::for_drive(&self.config, clock);
             let tap = SampleTap { drive_id: self.id, store: self.telemetry.clone(), hub: self.hub.clone() };
-            self.worker = Some(Worker::spawn(&self.config.name, backend, clock, repaint, Some(tap)));
+            let worker = Worker::spawn(&self.config.name, backend, clock, repaint, Some(tap));
+            worker.set_auto_reconnect(self.config.auto_reconnect);
+            self.worker = Some(worker);
         }
         if let Some(w) = &self.worker
             && let Err(e) = w.send(Command::Connect)
         {
             self.note(clock.now_s(), format!("connect: {e}"));
+        }
+    }
+
+    /// Whether a lost link is retried by itself; applies at once to a running worker.
+    pub fn set_auto_reconnect(&mut self, on: bool) {
+        self.config.auto_reconnect = on;
+        if let Some(w) = &self.worker {
+            w.set_auto_reconnect(on);
         }
     }
 

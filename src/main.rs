@@ -206,18 +206,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The project named on the command line (a file of an older format version is converted,
+/// and said so on stderr), or the demo bench.
 fn load_project(path: Option<&Path>) -> Result<Project> {
+    Ok(load_project_noting(path)?.0)
+}
+
+fn load_project_noting(path: Option<&Path>) -> Result<(Project, Option<drivebench::project::Migration>)> {
     match path {
-        Some(p) => Ok(Project::load(p)?),
-        None => Ok(Project::demo()),
+        Some(p) => {
+            let (project, migration) = Project::load_noting(p)?;
+            if let Some(m) = &migration {
+                eprintln!("drivebench: {}: {m}", p.display());
+            }
+            Ok((project, migration))
+        }
+        None => Ok((Project::demo(), None)),
     }
 }
 
 fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<()> {
     // A broken file named on the command line: the screenshot run fails, while the GUI opens
     // on an empty bench and shows why, as File > Open would.
-    let (project, path, notice) = match load_project(path) {
-        Ok(project) => (project, path.map(Path::to_owned), None),
+    let (project, path, notice) = match load_project_noting(path) {
+        Ok((project, migration)) => {
+            let notice = migration.map(|m| Notice {
+                title: "Project converted".into(),
+                text: format!("{}: {m}", path.map(|p| p.display().to_string()).unwrap_or_default()),
+            });
+            (project, path.map(Path::to_owned), notice)
+        }
         Err(e) if screenshot.is_none() => {
             eprintln!("drivebench: {e:#}");
             (
@@ -269,7 +287,7 @@ fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<
 
 fn record(args: RecordArgs) -> Result<()> {
     let mut project = match &args.project {
-        Some(p) => Project::load(p)?,
+        Some(p) => load_project(Some(p))?,
         None => Project::default(),
     };
     let first = project.drives.len();

@@ -123,6 +123,7 @@ pub struct Worker {
     estop_at_us: Arc<AtomicU64>,
     clock: Clock,
     dropped: Arc<AtomicU64>,
+    auto_reconnect: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
 }
 
@@ -140,6 +141,7 @@ impl Worker {
         let estop = Arc::new(AtomicBool::new(false));
         let estop_at_us = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
+        let auto_reconnect = Arc::new(AtomicBool::new(true));
         let mut state = WorkerLoop {
             backend,
             clock,
@@ -148,6 +150,7 @@ impl Worker {
             estop: estop.clone(),
             estop_at_us: estop_at_us.clone(),
             dropped: dropped.clone(),
+            auto_reconnect: auto_reconnect.clone(),
             repaint,
             tap,
             last_repaint: None,
@@ -163,10 +166,34 @@ impl Worker {
                 // No thread: report it through a channel the UI already reads.
                 let (tx, rx) = bounded(1);
                 let _ = tx.send(Event::State(DriveState::Fault(format!("cannot start worker thread: {e}"))));
-                return Worker { commands: None, events: rx, estop, estop_at_us, clock, dropped, join: None };
+                return Worker {
+                    commands: None,
+                    events: rx,
+                    estop,
+                    estop_at_us,
+                    clock,
+                    dropped,
+                    auto_reconnect,
+                    join: None,
+                };
             }
         };
-        Worker { commands: Some(cmd_tx), events: ev_rx, estop, estop_at_us, clock, dropped, join }
+        Worker {
+            commands: Some(cmd_tx),
+            events: ev_rx,
+            estop,
+            estop_at_us,
+            clock,
+            dropped,
+            auto_reconnect,
+            join,
+        }
+    }
+
+    /// Whether a lost link is retried by itself (the default) or only on `Command::Connect`.
+    /// Takes effect at once, also while the link is lost.
+    pub fn set_auto_reconnect(&self, on: bool) {
+        self.auto_reconnect.store(on, Ordering::SeqCst);
     }
 
     /// Queues a command without blocking.
@@ -235,6 +262,8 @@ struct WorkerLoop {
     estop: Arc<AtomicBool>,
     estop_at_us: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    /// Off: a lost link waits for `Command::Connect` (the Reconnect button).
+    auto_reconnect: Arc<AtomicBool>,
     repaint: Option<RepaintFn>,
     tap: Option<SampleTap>,
     last_repaint: Option<Instant>,
@@ -282,7 +311,11 @@ impl WorkerLoop {
             if let Some(input) = &input {
                 select.recv(input);
             }
-            let deadline = self.lost.as_ref().map_or(next_poll, |l| l.next_try.min(next_poll));
+            let retrying = self.auto_reconnect.load(Ordering::SeqCst);
+            let deadline = match &self.lost {
+                Some(l) if retrying => l.next_try.min(next_poll),
+                _ => next_poll,
+            };
             match select.ready_deadline(deadline) {
                 Ok(index) if index == commands_index => match self.commands.try_recv() {
                     Ok(cmd) => {
@@ -313,7 +346,7 @@ impl WorkerLoop {
                 }
                 Err(_) => {}
             }
-            if self.lost.as_ref().is_some_and(|l| Instant::now() >= l.next_try) {
+            if retrying && self.lost.as_ref().is_some_and(|l| Instant::now() >= l.next_try) {
                 self.reconnect(&mut events)?;
                 self.flush(&mut samples, &mut events);
             }
@@ -643,6 +676,31 @@ mod tests {
         // First try after 0.5 s, the second 1 s after that.
         assert!(lost_at.elapsed() >= Duration::from_millis(1400), "{:?}", lost_at.elapsed());
         assert_eq!(connects.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn without_auto_reconnect_a_lost_link_waits_for_the_user() {
+        let connects = Arc::new(AtomicU64::new(0));
+        let backend = Flaky { broken: false, refusals: 0, connects: connects.clone() };
+        let w = Worker::spawn("flaky", Box::new(backend), Clock::new(), None, None);
+        w.set_auto_reconnect(false);
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::LinkLost { .. }))));
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(connects.load(Ordering::SeqCst), 1, "no try of its own");
+        // The Reconnect button still works.
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::Idle))));
+        assert_eq!(connects.load(Ordering::SeqCst), 2);
+        // Switched on while the link is lost: the retries start.
+        let backend = Flaky { broken: false, refusals: 0, connects: connects.clone() };
+        let w = Worker::spawn("flaky", Box::new(backend), Clock::new(), None, None);
+        w.set_auto_reconnect(false);
+        w.send(Command::Connect).unwrap();
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::LinkLost { .. }))));
+        w.set_auto_reconnect(true);
+        assert!(wait_for(&w, |e| matches!(e, Event::State(DriveState::Idle))));
+        assert_eq!(connects.load(Ordering::SeqCst), 4);
     }
 
     #[test]

@@ -156,6 +156,17 @@ fn save_then_load_through_the_menu_code_and_broken_files_leave_the_bench_alone()
     std::fs::write(&newer, "Project(version: 99)").unwrap();
     assert!(!h.state_mut().open_path(&newer));
     assert!(h.state().notice.as_ref().unwrap().text.contains("version 99"));
+
+    // A file of the older format opens through its migration, and says so.
+    let old = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/project-v1.ron");
+    assert!(h.state_mut().open_path(&old));
+    h.run_steps(2);
+    let notice = h.state().notice.clone().expect("the conversion is shown");
+    assert_eq!(notice.title, "Project converted");
+    assert!(notice.text.contains("version 1") && notice.text.contains("version 2"), "{}", notice.text);
+    assert!(h.query_by_label_contains("converted to version 2").is_some());
+    let names: Vec<String> = h.state().bench.drives.iter().map(|d| d.name().to_owned()).collect();
+    assert_eq!(names, ["left", "odrive0"]);
 }
 
 #[test]

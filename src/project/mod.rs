@@ -15,12 +15,15 @@ use crate::protocol::Protocol;
 use crate::sim::SimConfig;
 
 mod autosave;
+mod migrate;
 mod spec;
 pub use autosave::{Autosave, autosave_path};
+pub use migrate::Migration;
 pub use spec::{SpecError, parse_drive_spec};
 
-/// The file format version this build writes and reads.
-pub const PROJECT_VERSION: u32 = 1;
+/// The file format version this build writes. Older versions are read through an explicit
+/// migration (`migrate.rs`); version 1 is the only older one.
+pub const PROJECT_VERSION: u32 = 2;
 
 /// Files larger than this are refused before parsing: a bench description is a few kB.
 pub const MAX_PROJECT_BYTES: u64 = 16 * 1024 * 1024;
@@ -57,6 +60,14 @@ pub struct DriveConfig {
     pub params: BTreeMap<String, f64>,
     /// Mode selected on connect.
     pub mode: ControlMode,
+    /// A lost link is retried by itself, with growing pauses (otherwise only by the
+    /// Reconnect button). Written only when off.
+    #[serde(skip_serializing_if = "is_true")]
+    pub auto_reconnect: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for DriveConfig {
@@ -67,6 +78,7 @@ impl Default for DriveConfig {
             limits: Limits::default(),
             params: BTreeMap::new(),
             mode: ControlMode::Speed,
+            auto_reconnect: true,
         }
     }
 }
@@ -292,6 +304,16 @@ impl ProjectError {
     }
 }
 
+/// A RON error at its position in `path`.
+fn syntax_error(path: &Path, e: ron::error::SpannedError) -> ProjectError {
+    ProjectError::Syntax {
+        path: path.to_owned(),
+        line: e.span.start.line,
+        col: e.span.start.col,
+        message: e.code.to_string(),
+    }
+}
+
 /// Where [`Project::save`] keeps the previous version of `path`: `NAME.ron.bak`.
 pub fn backup_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -333,36 +355,49 @@ impl Project {
 
     /// Parses RON text. `path` only names the source in errors.
     pub fn from_ron(text: &str, path: &Path) -> Result<Project, ProjectError> {
-        let syntax = |e: ron::error::SpannedError| ProjectError::Syntax {
-            path: path.to_owned(),
-            line: e.span.start.line,
-            col: e.span.start.col,
-            message: e.code.to_string(),
-        };
-        let probe: VersionProbe = ron::Options::default().from_str(text).map_err(syntax)?;
-        match probe.version {
-            PROJECT_VERSION => {}
+        Project::from_ron_noting(text, path).map(|(project, _)| project)
+    }
+
+    /// Parses RON text of the current or an older format version; says what an older one
+    /// needed converting.
+    pub fn from_ron_noting(text: &str, path: &Path) -> Result<(Project, Option<Migration>), ProjectError> {
+        let probe: VersionProbe =
+            ron::Options::default().from_str(text).map_err(|e| syntax_error(path, e))?;
+        let (project, migration) = match probe.version {
+            PROJECT_VERSION => {
+                let project: Project =
+                    ron::Options::default().from_str(text).map_err(|e| syntax_error(path, e))?;
+                (project, None)
+            }
             0 => {
                 return Err(ProjectError::Invalid {
                     path: path.to_owned(),
                     message: "the file has no `version` field; is it a drivebench project?".into(),
                 });
             }
-            found => {
+            found if found > PROJECT_VERSION => {
                 return Err(ProjectError::UnknownVersion {
                     path: path.to_owned(),
                     found,
                     supported: PROJECT_VERSION,
                 });
             }
-        }
-        let project: Project = ron::Options::default().from_str(text).map_err(syntax)?;
+            old => {
+                let (project, migration) = migrate::from_old(text, old, path)?;
+                (project, Some(migration))
+            }
+        };
         project.validate().map_err(|message| ProjectError::Invalid { path: path.to_owned(), message })?;
-        Ok(project)
+        Ok((project, migration))
     }
 
     /// Loads a project file. On any error nothing is returned, so the caller's bench is untouched.
     pub fn load(path: &Path) -> Result<Project, ProjectError> {
+        Project::load_noting(path).map(|(project, _)| project)
+    }
+
+    /// [`Project::load`], also saying what a file of an older format version needed converting.
+    pub fn load_noting(path: &Path) -> Result<(Project, Option<Migration>), ProjectError> {
         let read_err = |source| ProjectError::Read { path: path.to_owned(), source };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if meta.len() > MAX_PROJECT_BYTES {
@@ -380,7 +415,7 @@ impl Project {
             let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
             ProjectError::NotText { path: path.to_owned(), offset, line, col }
         })?;
-        Project::from_ron(&text, path)
+        Project::from_ron_noting(&text, path)
     }
 
     pub fn to_ron(&self) -> Result<String, ProjectError> {
@@ -573,12 +608,59 @@ mod tests {
 
     #[test]
     fn syntax_error_names_line_and_column() {
-        let text = "Project(\n    version: 1,\n    drives: [oops],\n)";
+        let text = "Project(\n    version: 2,\n    drives: [oops],\n)";
         let err = Project::from_ron(text, Path::new("bad.ron")).unwrap_err();
         let (line, col) = err.position().expect("position");
         assert_eq!(line, 3, "{err}");
         assert!(col > 1, "{err}");
         assert!(err.to_string().starts_with("bad.ron:3:"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_file_loads_through_its_migration() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/project-v1.ron");
+        let (p, migration) = Project::load_noting(&path).unwrap();
+        let migration = migration.expect("a version 1 file is converted");
+        assert_eq!(migration.from, 1);
+        assert!(migration.to_string().contains("converted to version 2"), "{migration}");
+        assert!(migration.notes.iter().any(|n| n.contains("auto_reconnect")), "{migration:?}");
+        assert_eq!(p.version, PROJECT_VERSION);
+        // Everything version 1 said is kept.
+        assert_eq!(p.drives.len(), 2);
+        let (left, odrive) = (&p.drives[0], &p.drives[1]);
+        assert_eq!(left.limits.max_speed_rpm, 2500.0);
+        assert_eq!(left.params.get("speed_kp"), Some(&0.02));
+        assert_eq!(odrive.mode, ControlMode::Current);
+        assert_eq!(odrive.connection.serial().unwrap().link.port, "/dev/ttyACM1");
+        assert!(p.drives.iter().all(|d| d.auto_reconnect));
+        assert_eq!(p.plot.window_s, 5.0);
+        assert_eq!(p.plot.plots[0].right_signals, ["current_a"]);
+        assert!(p.plot.hidden.contains("left.current_setpoint_a"));
+        assert_eq!(p.plot.trigger.edge, TriggerEdge::Falling);
+        assert_eq!(p.history.samples_per_signal, 600_000);
+        // Saved, it is a version 2 file that loads without conversion and says the same.
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("bench.ron");
+        p.save(&saved).unwrap();
+        let text = std::fs::read_to_string(&saved).unwrap();
+        assert!(text.contains("version: 2"), "{text}");
+        let (again, none) = Project::load_noting(&saved).unwrap();
+        assert_eq!((again, none), (p, None));
+    }
+
+    #[test]
+    fn a_version_1_file_is_checked_by_the_version_1_rules() {
+        // `auto_reconnect` came with version 2: in a version 1 file it is an error at its place.
+        let text = "Project(\n  version: 1,\n  drives: [DriveConfig(name: \"a\", auto_reconnect: false)],\n)";
+        let err = Project::from_ron(text, Path::new("old.ron")).unwrap_err();
+        assert_eq!(err.position().map(|(line, _)| line), Some(3), "{err}");
+        assert!(err.to_string().contains("auto_reconnect"), "{err}");
+        // In version 2 it is fine, and written only when off.
+        let text = text.replace("version: 1", "version: 2");
+        let (p, migration) = Project::from_ron_noting(&text, Path::new("new.ron")).unwrap();
+        assert!(migration.is_none() && !p.drives[0].auto_reconnect);
+        assert!(p.to_ron().unwrap().contains("auto_reconnect: false"));
+        assert!(!Project::demo().to_ron().unwrap().contains("auto_reconnect"));
     }
 
     #[test]

@@ -177,9 +177,12 @@ impl BenchApp {
     /// Loads a file through the same path as File ▸ Open. On error the bench is untouched
     /// and the error (with line and column) is shown.
     pub fn open_path(&mut self, path: &Path) -> bool {
-        match Project::load(path) {
-            Ok(project) => {
+        match Project::load_noting(path) {
+            Ok((project, migration)) => {
                 self.open_project(project, Some(path.to_owned()));
+                if let Some(m) = migration {
+                    self.show_notice("Project converted", format!("{}: {m}", path.display()));
+                }
                 true
             }
             Err(e) => {

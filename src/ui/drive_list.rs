@@ -51,6 +51,7 @@ impl DriveListPanel {
         let mut remove = None;
         let mut toggle_connect = None;
         let mut reconnect = None;
+        let mut auto_reconnect = None;
         let mut rename_done = None;
         for (i, d) in bench.drives.iter().enumerate() {
             ui.push_id(d.id, |ui| {
@@ -99,11 +100,13 @@ impl DriveListPanel {
                         }
                         return;
                     }
+                    let hint = if d.config.auto_reconnect {
+                        "Try now (drivebench also retries by itself, with growing pauses)"
+                    } else {
+                        "Try now (retrying by itself is off for this drive)"
+                    };
                     if matches!(d.state, DriveState::LinkLost { .. })
-                        && ui
-                            .small_button("Reconnect")
-                            .on_hover_text("Try now (drivebench also retries by itself, with growing pauses)")
-                            .clicked()
+                        && ui.small_button("Reconnect").on_hover_text(hint).clicked()
                     {
                         reconnect = Some(i);
                     }
@@ -127,6 +130,19 @@ impl DriveListPanel {
                     None => d.config.connection.describe(),
                 };
                 ui.label(RichText::new(source).small().weak());
+                if d.config.connection.serial().is_some() && !d.is_recorded() {
+                    let mut on = d.config.auto_reconnect;
+                    if ui
+                        .checkbox(&mut on, RichText::new("Reconnect by itself").small())
+                        .on_hover_text(
+                            "When the link is lost, try again after 0.5 s, 1 s, 2 s … (every 5 s at most). \
+                             A reconnected drive is never enabled by drivebench.",
+                        )
+                        .changed()
+                    {
+                        auto_reconnect = Some((i, on));
+                    }
+                }
                 if let Some(identity) = &d.identity {
                     ui.label(RichText::new(identity).small().weak());
                 }
@@ -141,6 +157,9 @@ impl DriveListPanel {
         }
         if let Some(i) = reconnect {
             bench.connect(i);
+        }
+        if let Some((i, on)) = auto_reconnect {
+            bench.drives[i].set_auto_reconnect(on);
         }
         if let Some(i) = toggle_connect {
             if bench.drives[i].is_running() {
