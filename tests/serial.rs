@@ -681,6 +681,11 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
     let telemetry = d.telemetry();
     let speed = telemetry.series("speed_rpm").unwrap();
     assert!(speed.samples_in(0.0, f64::INFINITY).any(|(_, v)| v.is_nan()), "no gap marker");
+    // And its interval is kept for the plots to shade: from the loss to the first sample after.
+    let gaps: Vec<(f64, Option<f64>)> = telemetry.gaps_in(0.0, f64::INFINITY).collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let (start, end) = gaps[0];
+    assert!(start <= lost_at && end.is_some_and(|e| e >= lost_at + 1.5), "{gaps:?} (lost at {lost_at})");
     drop(telemetry);
     // Never enabled again by itself.
     for _ in 0..50 {

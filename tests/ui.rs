@@ -170,6 +170,40 @@ fn save_then_load_through_the_menu_code_and_broken_files_leave_the_bench_alone()
 }
 
 #[test]
+fn a_lost_link_is_shaded_in_the_plots_of_that_drive() {
+    let mut h = harness(demo_app());
+    step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate_hz() > 0.0));
+    h.run_steps(2);
+    assert!(h.state().plots.gaps_last_frame.is_empty());
+    // The worker marks a lost link this way; the right drive carries on.
+    let lost_at = h.state().bench.clock.now_s();
+    h.state().bench.drives[0].telemetry().mark_gap(lost_at);
+    h.run_steps(2);
+    let gaps = h.state().plots.gaps_last_frame.clone();
+    let plots = h.state().plots.plots.len();
+    assert_eq!(gaps.len(), plots, "one shaded interval per plot: {gaps:?}");
+    assert!(gaps.iter().all(|(drive, start, end)| drive == "left" && *start == lost_at && end >= start));
+    // Samples again: the interval closes at the first of them and stays shaded while in view.
+    step_until(&mut h, "the gap closes", |a| {
+        a.bench.drives[0].telemetry().gaps_in(0.0, f64::INFINITY).all(|(_, end)| end.is_some())
+    });
+    h.run_steps(2);
+    let gaps = h.state().plots.gaps_last_frame.clone();
+    assert_eq!(gaps.len(), plots);
+    // (Samples already on their way when the mark was made may close it at once.)
+    assert!(
+        gaps.iter().all(|(_, start, end)| *start == lost_at && *end >= lost_at && *end < lost_at + 1.0),
+        "{gaps:?}"
+    );
+    // A hidden drive's gaps are not drawn.
+    for signal in ["speed_rpm", "speed_setpoint_rpm", "current_a", "current_setpoint_a"] {
+        h.state_mut().plots.hidden.insert(format!("left.{signal}"));
+    }
+    h.run_steps(2);
+    assert!(h.state().plots.gaps_last_frame.is_empty());
+}
+
+#[test]
 fn legend_hides_a_trace_and_pausing_freezes_the_view() {
     let mut h = harness(demo_app());
     step_until(&mut h, "samples arrive", |a| a.bench.drives.iter().all(|d| d.rate_hz() > 0.0));

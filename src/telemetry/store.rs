@@ -40,7 +40,12 @@ pub struct DriveTelemetry {
     pub rate: RateMeter,
     /// Samples received over the session (all signals), including any the store refused.
     pub received: u64,
+    /// Link-lost intervals, oldest first: start and (once a sample came again) end.
+    gaps: std::collections::VecDeque<(f64, Option<f64>)>,
 }
+
+/// Link-lost intervals kept per drive (the oldest go first).
+pub const MAX_GAPS: usize = 1000;
 
 impl DriveTelemetry {
     pub fn new(capacity: usize) -> Self {
@@ -50,6 +55,7 @@ impl DriveTelemetry {
             capacity,
             rate: RateMeter::default(),
             received: 0,
+            gaps: std::collections::VecDeque::new(),
         }
     }
 
@@ -89,6 +95,9 @@ impl DriveTelemetry {
     /// Appends a batch (samples of unknown signals are ignored).
     pub fn push(&mut self, samples: &[Sample]) {
         self.received += samples.len() as u64;
+        if let (Some((start, end @ None)), Some(first)) = (self.gaps.back_mut(), samples.first()) {
+            *end = Some(first.t_s.max(*start));
+        }
         for s in samples {
             if let Some(series) = self.series.get_mut(s.signal as usize) {
                 series.push(s.t_s, s.value);
@@ -107,6 +116,17 @@ impl DriveTelemetry {
                 series.push(t_s, f64::NAN);
             }
         }
+        if self.gaps.back().is_none_or(|(_, end)| end.is_some()) {
+            if self.gaps.len() == MAX_GAPS {
+                self.gaps.pop_front();
+            }
+            self.gaps.push_back((t_s, None));
+        }
+    }
+
+    /// Link-lost intervals that overlap `t0 … t1`: start and end (`None` while still lost).
+    pub fn gaps_in(&self, t0: f64, t1: f64) -> impl Iterator<Item = (f64, Option<f64>)> + '_ {
+        self.gaps.iter().copied().filter(move |&(start, end)| start <= t1 && end.is_none_or(|e| e >= t0))
     }
 
     pub fn signals(&self) -> &[SignalSpec] {
@@ -185,5 +205,34 @@ mod tests {
         t.set_signals(&[spec("c")]);
         assert!(t.series("a").is_none());
         assert!(t.series("c").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lost_link_breaks_the_traces_and_its_interval_is_kept() {
+        let mut t = DriveTelemetry::new(100);
+        t.set_signals(&[spec("a"), spec("b")]);
+        let at = |t_s, signal, value| Sample { t_s, signal, value };
+        t.push(&[at(1.0, 0, 1.0), at(1.0, 1, 2.0)]);
+        t.mark_gap(1.5);
+        t.mark_gap(1.7); // Still the same gap.
+        assert_eq!(t.gaps_in(0.0, 9.0).collect::<Vec<_>>(), [(1.5, None)]);
+        let a: Vec<(f64, f64)> = t.series("a").unwrap().samples_in(0.0, 9.0).collect();
+        assert_eq!(a.len(), 2);
+        assert!(a[1].0 == 1.5 && a[1].1.is_nan(), "the trace is broken where the link went: {a:?}");
+        t.push(&[at(4.0, 0, 3.0)]);
+        t.mark_gap(6.0);
+        assert_eq!(t.gaps_in(0.0, 9.0).collect::<Vec<_>>(), [(1.5, Some(4.0)), (6.0, None)]);
+        assert_eq!(t.gaps_in(4.5, 5.5).count(), 0, "between the gaps");
+        assert_eq!(t.gaps_in(3.0, 3.5).collect::<Vec<_>>(), [(1.5, Some(4.0))]);
+        assert_eq!(t.gaps_in(100.0, 200.0).collect::<Vec<_>>(), [(6.0, None)], "still lost");
+        // Bounded: the oldest go first.
+        for i in 0..(2 * MAX_GAPS) {
+            let t0 = 10.0 + i as f64;
+            t.push(&[at(t0, 0, 0.0)]);
+            t.mark_gap(t0 + 0.5);
+        }
+        let kept: Vec<_> = t.gaps_in(f64::NEG_INFINITY, f64::INFINITY).collect();
+        assert_eq!(kept.len(), MAX_GAPS);
+        assert_eq!(kept.last(), Some(&(10.0 + (2 * MAX_GAPS - 1) as f64 + 0.5, None)));
     }
 }

@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use egui::{Align2, Color32, RichText};
+use egui::{Align2, Color32, RichText, Stroke};
 use egui_plot::{
-    AxisHints, GridMark, HLine, HPlacement, Line, LineStyle, Plot, PlotPoint, PlotPoints, Text, VLine,
+    AxisHints, GridMark, HLine, HPlacement, Line, LineStyle, Plot, PlotPoint, PlotPoints, Span, Text, VLine,
 };
 
 use crate::bench::Bench;
@@ -43,6 +43,8 @@ const PALETTE: [Color32; 6] = [
 const CURSOR_A_COLOR: Color32 = Color32::from_rgb(250, 210, 70);
 const CURSOR_B_COLOR: Color32 = Color32::from_rgb(120, 220, 250);
 const TRIGGER_COLOR: Color32 = Color32::from_rgb(255, 110, 200);
+/// Shading of the intervals in which a drive's link was lost.
+const GAP_COLOR: Color32 = Color32::from_rgb(230, 80, 60);
 /// Width of the left and right value axes: the same in every plot, so that the linked time
 /// axes line up.
 const LEFT_AXIS_WIDTH: f32 = 64.0;
@@ -106,6 +108,8 @@ pub struct PlotsPanel {
     buf: Vec<[f64; 2]>,
     /// Points handed to egui_plot in the last frame (all traces), for the status line and tests.
     pub points_last_frame: usize,
+    /// Link-lost intervals shaded in the last frame: drive, start, end (every plot).
+    pub gaps_last_frame: Vec<(String, f64, f64)>,
     /// Signals of telemetry-only drives already given a place (a user may remove them again).
     placed: BTreeSet<String>,
     pub cursors: Cursors,
@@ -144,6 +148,7 @@ impl PlotsPanel {
             fit_y: false,
             buf: Vec::new(),
             points_last_frame: 0,
+            gaps_last_frame: Vec::new(),
             placed: BTreeSet::new(),
             cursors: Cursors::default(),
             trigger_setup_open: false,
@@ -308,6 +313,7 @@ impl PlotsPanel {
         let mut hover = None;
         let mut interacted = false;
         let mut points = 0;
+        let mut gaps = Vec::new();
         let mut remove = None;
         let mut stack_rect = egui::Rect::NOTHING;
         let all_signals = signal_names(bench);
@@ -404,7 +410,7 @@ impl PlotsPanel {
                         }
                     })
                 })
-                .show(ui, |pui| draw_plot(pui, &draw, buf, &mut plot_points));
+                .show(ui, |pui| draw_plot(pui, &draw, buf, &mut plot_points, &mut gaps));
             points += plot_points;
             self.right_maps[pi] = map.get();
             let r = &response.response;
@@ -443,6 +449,7 @@ impl PlotsPanel {
         }
         self.hover = hover;
         self.points_last_frame = points;
+        self.gaps_last_frame = gaps;
         self.stack_rect = Some(stack_rect);
         self.frames.truncate(self.plots.len());
         self.view_s = self.frames.first().map(|(_, b)| (b.min()[0], b.max()[0]));
@@ -661,6 +668,7 @@ fn draw_plot(
     d: &DrawInputs<'_>,
     buf: &mut Vec<[f64; 2]>,
     points: &mut usize,
+    gaps: &mut Vec<(String, f64, f64)>,
 ) -> Option<HoverReadout> {
     let (t0, t1) = d.view;
     if d.follow || d.pending {
@@ -737,13 +745,38 @@ fn draw_plot(
                 p[1] = map.to_plot(p[1]);
             }
         }
-        let line = Line::new(t.key.clone(), PlotPoints::new(t.points)).id(t.key.as_str());
-        let line = if t.setpoint {
-            line.color(t.color.gamma_multiply(0.8)).style(LineStyle::dashed_loose()).width(1.2)
-        } else {
-            line.color(t.color).width(1.5)
-        };
-        pui.line(line);
+        // A NaN marks where the link was lost: the trace breaks there (egui_plot would join
+        // across it, and refuses NaN positions in debug builds).
+        for (part, points) in
+            t.points.split(|p| p[0].is_nan() || p[1].is_nan()).filter(|p| !p.is_empty()).enumerate()
+        {
+            let line = Line::new(t.key.clone(), PlotPoints::new(points.to_vec())).id((t.key.as_str(), part));
+            let line = if t.setpoint {
+                line.color(t.color.gamma_multiply(0.8)).style(LineStyle::dashed_loose()).width(1.2)
+            } else {
+                line.color(t.color).width(1.5)
+            };
+            pui.line(line);
+        }
+    }
+    // Where a drive drawn here had lost its link: shaded, named at the top.
+    for drive in &d.bench.drives {
+        if !d.plot_cfg.signals.iter().any(|s| !d.hidden.contains(&format!("{}.{s}", drive.name()))) {
+            continue;
+        }
+        let telemetry = drive.telemetry();
+        if telemetry.signals().iter().all(|s| !d.plot_cfg.signals.contains(&s.name)) {
+            continue;
+        }
+        for (start, end) in telemetry.gaps_in(t0, t1) {
+            let end = end.unwrap_or(t1.max(start));
+            gaps.push((drive.name().to_owned(), start, end));
+            pui.span(
+                Span::new(format!("{} link lost", drive.name()), start..=end)
+                    .fill(GAP_COLOR.gamma_multiply(0.12))
+                    .border(Stroke::new(1.0, GAP_COLOR.gamma_multiply(0.5))),
+            );
+        }
     }
     let y_top = y_bounds.map_or_else(|| pui.plot_bounds().max()[1], |b| b.1);
     if let Some((a_s, b_s)) = d.cursors {
