@@ -783,8 +783,9 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
     wait(&mut bench, "drive-side limits within the project's", &|b| {
         b.drives.iter().all(|d| d.envelope_violation().is_none())
     });
-    const ROUNDS: usize = 8;
-    for round in 0..ROUNDS {
+    // More rounds for a finer p99: DRIVEBENCH_ESTOP_ROUNDS=100.
+    let rounds: usize = std::env::var("DRIVEBENCH_ESTOP_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    for round in 0..rounds {
         for d in &mut bench.drives {
             d.send(DriveCommand::SetMode(ControlMode::Speed)).unwrap();
             d.send(DriveCommand::Enable).unwrap();
@@ -806,7 +807,7 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
     let mut all = Vec::new();
     for d in &bench.drives {
         let mut l = d.estop_latencies_s.clone();
-        assert_eq!(l.len(), ROUNDS, "{}", d.name());
+        assert_eq!(l.len(), rounds, "{}", d.name());
         l.sort_by(f64::total_cmp);
         let worst = l[l.len() - 1];
         eprintln!(
@@ -820,9 +821,11 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
     }
     all.sort_by(f64::total_cmp);
     eprintln!(
-        "all drives: p50 {:.3} ms, p99 {:.3} ms",
+        "all drives, {} stops: p50 {:.3} ms, p99 {:.3} ms, worst {:.3} ms",
+        all.len(),
         all[all.len() / 2] * 1e3,
-        all[all.len() * 99 / 100] * 1e3
+        all[all.len() * 99 / 100] * 1e3,
+        all[all.len() - 1] * 1e3
     );
 }
 
