@@ -156,6 +156,11 @@ impl DriveRuntime {
         if self.is_recorded() {
             return;
         }
+        // A connect by the user accepts whatever drive answers; a reconnect after a lost link
+        // (the Reconnect button, or the worker by itself) must find the same one.
+        if !matches!(self.state, DriveState::LinkLost { .. }) {
+            self.identity = None;
+        }
         if self.worker.is_none() {
             let backend = backend::for_drive(&self.config, clock);
             let tap = SampleTap { drive_id: self.id, store: self.telemetry.clone(), hub: self.hub.clone() };
@@ -311,6 +316,20 @@ impl DriveRuntime {
             Event::Dropped(n) => self.dropped = n,
             Event::Log(text) => self.note(now_s, text),
             Event::Identity(text) => {
+                if let Some(before) = self.identity.as_ref().filter(|&before| *before != text) {
+                    // A reconnect by path reached another board (the OS gave the port's name to
+                    // another adapter, or the cables were swapped): its limits and parameters
+                    // are not the project's. Let go of it.
+                    let message = format!(
+                        "another drive answers on this port: it was `{before}`, it is now `{text}`; \
+                         disconnected — check the cabling, then Connect to accept it"
+                    );
+                    self.note(now_s, message.clone());
+                    self.disconnect();
+                    self.identity = None;
+                    self.state = DriveState::Fault(message);
+                    return;
+                }
                 self.note(now_s, format!("drive reports: {text}"));
                 self.identity = Some(text);
             }

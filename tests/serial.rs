@@ -673,7 +673,13 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
         b.drives[0].state.is_connected()
             && b.drives[0].telemetry().series("speed_rpm").unwrap().total_pushed() > before + 20
     });
+    // The board that came back is the same one (same serial number): accepted.
+    wait(&mut bench, "the identity read again", 10, &|b| {
+        b.drives[0].messages.iter().filter(|(_, m)| m.starts_with("drive reports: ODrive")).count() >= 2
+    });
     let d = &bench.drives[0];
+    assert!(d.identity.as_ref().is_some_and(|i| i.contains("serial number")), "{:?}", d.identity);
+    assert!(d.state.is_connected(), "{:?}", d.state);
     assert_eq!(d.link_losses.len(), 1, "{:?}", d.link_losses);
     assert!(d.link_losses[0].0 <= lost_at);
     assert!(d.messages.iter().any(|(_, m)| m.contains("link back after")), "{:?}", d.messages);
@@ -693,6 +699,56 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
         assert_ne!(bench.drives[0].state, DriveState::Enabled, "re-enabled without being asked");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A reconnect by path that reaches another board (its UUID differs) lets go of it: the
+/// project's limits and parameters were meant for the first one.
+#[test]
+fn a_reconnect_that_finds_another_drive_lets_go_of_it() {
+    let _one_at_a_time = timed();
+    use drivebench::bench::Bench;
+    use drivebench::drive::DriveState;
+    use drivebench::project::{Project, parse_drive_spec};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("vesc0");
+    let link_arg = link.to_str().unwrap().to_owned();
+    let first = Emulator::start("vesc", &["--link", &link_arg, "--seed", "1"]);
+    let drive = parse_drive_spec(&format!("vesc:{link_arg},pole_pairs=7,name=v"), 0).unwrap();
+    let mut bench = Bench::new(&Project { drives: vec![drive], ..Project::default() }, None);
+    bench.connect_all();
+    let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !cond(bench) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:?} {:?}",
+                bench.drives[0].state,
+                bench.drives[0].messages
+            );
+            bench.pump(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait(&mut bench, "the identity", &|b| b.drives[0].identity.is_some());
+    let identity = bench.drives[0].identity.clone().unwrap();
+    assert!(identity.contains("UUID"), "{identity}");
+    drop(first);
+    let _ = std::fs::remove_file(&link);
+    wait(&mut bench, "link lost", &|b| matches!(b.drives[0].state, DriveState::LinkLost { .. }));
+    // Another controller appears under the same name.
+    let _other = Emulator::start("vesc", &["--link", &link_arg, "--seed", "2"]);
+    wait(&mut bench, "the other drive refused", &|b| matches!(b.drives[0].state, DriveState::Fault(_)));
+    let d = &bench.drives[0];
+    let DriveState::Fault(text) = &d.state else { unreachable!() };
+    assert!(text.contains("another drive answers") && text.contains(&identity), "{text}");
+    assert!(!d.is_running(), "the worker let go of the port");
+    // A Connect by the user accepts it.
+    bench.connect(0);
+    wait(&mut bench, "connected to the new drive", &|b| {
+        b.drives[0].state == DriveState::Idle && b.drives[0].identity.as_ref().is_some_and(|i| *i != identity)
+    });
 }
 
 #[test]
@@ -784,7 +840,8 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
         b.drives.iter().all(|d| d.envelope_violation().is_none())
     });
     // More rounds for a finer p99: DRIVEBENCH_ESTOP_ROUNDS=100.
-    let rounds: usize = std::env::var("DRIVEBENCH_ESTOP_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let rounds: usize =
+        std::env::var("DRIVEBENCH_ESTOP_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     for round in 0..rounds {
         for d in &mut bench.drives {
             d.send(DriveCommand::SetMode(ControlMode::Speed)).unwrap();

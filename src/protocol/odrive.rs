@@ -469,14 +469,16 @@ const ERROR_REGS: [ErrorReg; 5] = [
     ErrorReg { path: "error", board: true, bits: BOARD_ERROR_BITS },
 ];
 
-/// Board properties read once at start and logged.
-const INFO_PATHS: [&str; 6] = [
+/// Board properties read once at start: the drive's identity (a reconnect that finds another
+/// serial number has reached another board).
+const INFO_PATHS: [&str; 7] = [
     "hw_version_major",
     "hw_version_minor",
     "hw_version_variant",
     "fw_version_major",
     "fw_version_minor",
     "fw_version_revision",
+    "serial_number",
 ];
 
 /// The slow reads, one per telemetry cycle in this order. State comes up three times so that
@@ -691,7 +693,7 @@ struct Known {
     errors: [Option<u64>; 5],
     /// From the last `f`, turns.
     position: Option<f64>,
-    info: [Option<i64>; 6],
+    info: [Option<i64>; 7],
 }
 
 /// drivebench's part in the axis watchdog.
@@ -1233,14 +1235,15 @@ impl ODriveCodec {
 
     fn log_info(&mut self, out: &mut CodecOut) {
         let part = |i: usize| self.known.info[i].map_or("?".to_owned(), |v| v.to_string());
-        out.events.push(Event::Log(format!(
-            "ODrive hardware {}.{}-{}V, firmware {}.{}.{}",
+        out.events.push(Event::Identity(format!(
+            "ODrive hardware {}.{}-{}V, firmware {}.{}.{}, serial number {}",
             part(0),
             part(1),
             part(2),
             part(3),
             part(4),
-            part(5)
+            part(5),
+            part(6)
         )));
         if let (Some(major), Some(minor)) = (self.known.info[3], self.known.info[4])
             && (major, minor) != (0, 5)
@@ -3356,7 +3359,12 @@ mod tests {
         let events = bench.take_events();
         assert!(events.contains(&Event::State(DriveState::Idle)), "{events:?}");
         assert!(events.contains(&Event::Mode { mode: ControlMode::Speed, setpoint: 0.0 }), "{events:?}");
-        assert!(events.contains(&Event::Log("ODrive hardware 3.6-56V, firmware 0.5.6".into())), "{events:?}");
+        assert!(
+            events.contains(&Event::Identity(
+                "ODrive hardware 3.6-56V, firmware 0.5.6, serial number 357651236".into()
+            )),
+            "{events:?}"
+        );
         assert!(
             !events
                 .iter()

@@ -24,6 +24,9 @@ pub trait Device: Send {
     fn force_fault(&mut self, drive: &mut SimDrive) {
         drive.disable();
     }
+    /// Gives this unit its own identity (serial number, UUID) from `seed`, as two boards of
+    /// one kind differ; seed 1 keeps the default. Protocols without an identity ignore it.
+    fn set_identity_seed(&mut self, _seed: u64) {}
 }
 
 /// The emulated device for a protocol; `rate_hz` is the telemetry stream rate for the

@@ -39,11 +39,13 @@ impl Emulator {
             TTYPort::pair().map_err(|e| format!("cannot create a pseudo-terminal: {e}"))?;
         let path = slave.name().ok_or("the pseudo-terminal has no device path")?;
         master.set_timeout(TICK).map_err(|e| e.to_string())?;
+        let mut device = device::for_protocol(protocol, rate_hz);
+        device.set_identity_seed(config.seed);
         Ok(Emulator {
             master,
             _slave: slave,
             path,
-            device: device::for_protocol(protocol, rate_hz),
+            device,
             drive: SimDrive::new(config),
             dropped_bytes: 0,
             fault_request: Arc::new(AtomicBool::new(false)),

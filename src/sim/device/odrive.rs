@@ -747,6 +747,7 @@ struct Measured {
 /// An emulated ODrive v3.6 (firmware 0.5.6) speaking the ASCII protocol.
 #[derive(Debug, Clone)]
 pub struct ODriveDevice {
+    serial_number: u64,
     line: Vec<u8>,
     discarding: bool,
     /// The configuration has been taken from the simulated drive.
@@ -772,6 +773,7 @@ impl ODriveDevice {
     pub fn new() -> Self {
         let configs = [AxisConfig::factory(), AxisConfig::factory()];
         ODriveDevice {
+            serial_number: SERIAL_NUMBER,
             line: Vec::with_capacity(RX_BUF),
             discarding: false,
             ready: false,
@@ -854,7 +856,7 @@ impl ODriveDevice {
                     B::FwVersionMajor => Value::U32(FW_VERSION.0 as u32),
                     B::FwVersionMinor => Value::U32(FW_VERSION.1 as u32),
                     B::FwVersionRevision => Value::U32(FW_VERSION.2 as u32),
-                    B::SerialNumber => Value::U64(SERIAL_NUMBER),
+                    B::SerialNumber => Value::U64(self.serial_number),
                     B::UndervoltageTripLevel => Value::Float(board.dc_bus_undervoltage_trip_level),
                     B::OvervoltageTripLevel => Value::Float(board.dc_bus_overvoltage_trip_level),
                     B::DcMaxPositiveCurrent => Value::Float(board.dc_max_positive_current),
@@ -1259,7 +1261,7 @@ impl ODriveDevice {
             Some(b't') => self.cmd_trajectory(cmd, use_checksum, now_s, drive, out),
             Some(b'f') => self.cmd_feedback(cmd, use_checksum, drive, out),
             Some(b'h') => cmd_help(use_checksum, out),
-            Some(b'i') => cmd_info(use_checksum, out),
+            Some(b'i') => cmd_info(self.serial_number, use_checksum, out),
             Some(b's') => self.cmd_system(cmd, now_s, drive),
             Some(b'r') => self.cmd_read(cmd, use_checksum, drive, out),
             Some(b'w') => self.cmd_write(cmd, use_checksum, now_s, drive, out),
@@ -1501,12 +1503,12 @@ fn cmd_help(ck: bool, out: &mut Vec<u8>) {
     }
 }
 
-fn cmd_info(ck: bool, out: &mut Vec<u8>) {
+fn cmd_info(serial_number: u64, ck: bool, out: &mut Vec<u8>) {
     let (hw_major, hw_minor, hw_variant) = HW_VERSION;
     let (fw_major, fw_minor, fw_revision) = FW_VERSION;
     respond(out, ck, format!("Hardware version: {hw_major}.{hw_minor}-{hw_variant}V").as_bytes());
     respond(out, ck, format!("Firmware version: {fw_major}.{fw_minor}.{fw_revision}").as_bytes());
-    respond(out, ck, format!("Serial number: {SERIAL_NUMBER:012X}").as_bytes());
+    respond(out, ck, format!("Serial number: {serial_number:012X}").as_bytes());
 }
 
 /// Writes a simulator parameter clamped into its catalogue range; non-finite values are
@@ -1524,6 +1526,11 @@ fn set_sim(drive: &mut SimDrive, key: &str, value: f64) {
 }
 
 impl Device for ODriveDevice {
+    fn set_identity_seed(&mut self, seed: u64) {
+        // Another board: the upper bits differ (the ASCII reply keeps only the first digits).
+        self.serial_number = SERIAL_NUMBER.wrapping_add(seed.wrapping_sub(1) << 32) & 0xFFFF_FFFF_FFFF;
+    }
+
     fn receive(&mut self, bytes: &[u8], now_s: f64, drive: &mut SimDrive, out: &mut Vec<u8>) {
         self.ensure_ready(drive);
         for &byte in bytes {
@@ -1746,6 +1753,12 @@ mod tests {
         assert_eq!(text(&ask(&mut device, &mut drive, b"r axis0.controller.config.control_mode\n")), "2\r\n");
         assert_eq!(text(&ask(&mut device, &mut drive, b"r axis0.motor.config.torque_lim\n")), "inf\r\n");
         assert_eq!(text(&ask(&mut device, &mut drive, b"r serial_number\n")), "357651236\r\n");
+        // Another board (another emulator seed) has another serial number, also in the
+        // first digits the reply keeps.
+        let (mut other, mut other_drive) = setup();
+        other.set_identity_seed(2);
+        let serial = text(&ask(&mut other, &mut other_drive, b"r serial_number\n"));
+        assert!(serial != "357651236\r\n" && serial.ends_with("\r\n"), "{serial}");
         assert_eq!(
             text(&ask(&mut device, &mut drive, b"r axis1.controller.config.vel_gain\n")),
             "0.166667\r\n"

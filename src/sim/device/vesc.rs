@@ -236,6 +236,8 @@ enum Control {
 #[derive(Debug, Clone)]
 pub struct VescDevice {
     pole_pairs: u32,
+    /// The STM32 unique id reported in `COMM_FW_VERSION`.
+    uuid: [u8; 12],
     rx: FrameDecoder,
     /// Latest emulator time seen.
     now_s: f64,
@@ -267,6 +269,7 @@ impl VescDevice {
     pub fn new(pole_pairs: u32) -> Self {
         VescDevice {
             pole_pairs: pole_pairs.max(1),
+            uuid: UUID,
             rx: FrameDecoder::new(),
             now_s: 0.0,
             last_tick_s: None,
@@ -303,7 +306,7 @@ impl VescDevice {
         let mut p = vec![ID_FW_VERSION, FW_MAJOR, FW_MINOR];
         p.extend_from_slice(HW_NAME);
         p.push(0);
-        p.extend_from_slice(&UUID);
+        p.extend_from_slice(&self.uuid);
         // pairing_done, test version, hw type (VESC), custom configs, phase filters,
         // QML hw, QML app, NRF flags.
         p.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
@@ -543,6 +546,13 @@ impl VescDevice {
 }
 
 impl Device for VescDevice {
+    fn set_identity_seed(&mut self, seed: u64) {
+        self.uuid = UUID;
+        let tail = (u32::from_be_bytes([UUID[8], UUID[9], UUID[10], UUID[11]]))
+            .wrapping_add((seed as u32).wrapping_sub(1));
+        self.uuid[8..].copy_from_slice(&tail.to_be_bytes());
+    }
+
     fn receive(&mut self, bytes: &[u8], now_s: f64, drive: &mut SimDrive, out: &mut Vec<u8>) {
         self.now_s = self.now_s.max(now_s);
         let mut payloads = Vec::new();
