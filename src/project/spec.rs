@@ -163,23 +163,22 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
                 }
             }
             ("odrive", "checksum") => {
-                let on = match value.to_ascii_lowercase().as_str() {
-                    "on" | "1" | "true" | "yes" => true,
-                    "off" | "0" | "false" | "no" => false,
-                    _ => return Err(bad("expected on or off")),
-                };
+                let on = on_off(value).ok_or_else(|| bad("expected on or off"))?;
                 if let Protocol::ODrive { axis, .. } = serial.protocol {
                     serial.protocol = Protocol::ODrive { axis, checksum: on };
                 }
             }
+            (k, "reconnect") if k != "sim" => {
+                config.auto_reconnect = on_off(value).ok_or_else(|| bad("expected on or off"))?;
+            }
             _ => {
                 let known = match kind.as_str() {
                     "sim" => "name, seed",
-                    "simplefoc" => "name, framing, flow, motor",
-                    "odrive" => "name, framing, flow, axis, checksum",
-                    "vesc" => "name, framing, flow, pole_pairs",
-                    "modbus" => "name, framing, flow, unit, timeout_ms, retries",
-                    _ => "name, framing, flow",
+                    "simplefoc" => "name, framing, flow, reconnect, motor",
+                    "odrive" => "name, framing, flow, reconnect, axis, checksum",
+                    "vesc" => "name, framing, flow, reconnect, pole_pairs",
+                    "modbus" => "name, framing, flow, reconnect, unit, timeout_ms, retries",
+                    _ => "name, framing, flow, reconnect",
                 };
                 return Err(SpecError::UnknownOption { kind, key: key.to_owned(), known: known.into() });
             }
@@ -187,6 +186,14 @@ pub fn parse_drive_spec(spec: &str, index: usize) -> Result<DriveConfig, SpecErr
     }
     config.connection = if kind == "sim" { Connection::Simulated(sim) } else { Connection::Serial(serial) };
     Ok(config)
+}
+
+fn on_off(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" | "yes" => Some(true),
+        "off" | "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +239,8 @@ mod tests {
         assert_eq!(s.protocol, Protocol::Plotter);
         let (_, s) = serial("vesc:/dev/ttyACM0,pole_pairs=7");
         assert_eq!(s.protocol, Protocol::Vesc { pole_pairs: 7 });
+        assert!(parse_drive_spec("vesc:/dev/ttyACM0", 0).unwrap().auto_reconnect);
+        assert!(!parse_drive_spec("vesc:/dev/ttyACM0,reconnect=off", 0).unwrap().auto_reconnect);
         assert_eq!(s.link.framing(), "8N1");
         let (_, s) = serial("modbus:/dev/ttyUSB0@19200,unit=3");
         assert!(matches!(s.protocol, Protocol::Modbus { unit: 3, .. }));
@@ -256,6 +265,8 @@ mod tests {
             ("plotter:/dev/x,framing=9Z9", "framing"),
             ("can:/dev/x", "unknown drive kind"),
             ("vesc:/dev/x,pole_pairs=0", "1 to 100"),
+            ("vesc:/dev/x,reconnect=maybe", "on or off"),
+            ("sim,reconnect=off", "unknown option"),
             ("modbus:/dev/x,unit=0", "1 to 247"),
             ("modbus:/dev/x,unit=248", "1 to 247"),
         ];
