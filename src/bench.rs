@@ -35,6 +35,9 @@ pub enum CommandError {
     Envelope(String),
 }
 
+/// How long a reconnected drive has to report its identity again before it is let go.
+pub const IDENTITY_WAIT_S: f64 = 10.0;
+
 /// One drive on the running bench.
 pub struct DriveRuntime {
     /// Stable within the session (egui ids, selection).
@@ -66,6 +69,9 @@ pub struct DriveRuntime {
     pub console: Console,
     /// Firmware/hardware as the drive reports them.
     pub identity: Option<String>,
+    /// Set when a drive that had reported an identity came back after a lost link: until it
+    /// reports the same identity again (by the session time held here), Enable is refused.
+    identity_due_s: Option<f64>,
     /// The protocol's own state text (CiA 402 state, VESC status bits).
     pub status: Option<String>,
     hub: Arc<RecordHub>,
@@ -92,6 +98,7 @@ impl DriveRuntime {
             messages: VecDeque::new(),
             console: Console::new(),
             identity: None,
+            identity_due_s: None,
             status: None,
             hub,
             clock,
@@ -160,6 +167,7 @@ impl DriveRuntime {
         // (the Reconnect button, or the worker by itself) must find the same one.
         if !matches!(self.state, DriveState::LinkLost { .. }) {
             self.identity = None;
+            self.identity_due_s = None;
         }
         if self.worker.is_none() {
             let backend = backend::for_drive(&self.config, clock);
@@ -188,6 +196,8 @@ impl DriveRuntime {
         if let Some(w) = self.worker.take() {
             w.shutdown();
         }
+        // A link-lost interval ends here: the drive is no longer expected back.
+        self.telemetry().close_gap(self.clock.now_s());
         self.state = DriveState::Disconnected;
     }
 
@@ -212,6 +222,11 @@ impl DriveRuntime {
             Command::Enable => {
                 if let Some(why) = self.envelope_violation() {
                     return Err(CommandError::Envelope(why));
+                }
+                if self.identity_due_s.is_some() {
+                    return Err(CommandError::Envelope(
+                        "the drive has not yet said who it is after the reconnect".into(),
+                    ));
                 }
             }
             // A console line is checked in the worker, by the codec that knows the drive's
@@ -253,6 +268,19 @@ impl DriveRuntime {
     /// Drains this drive's events until `deadline` (samples went into the store on the
     /// worker thread already). Returns false if it stopped because of the deadline.
     pub fn pump(&mut self, deadline: Instant, now_s: f64) -> bool {
+        if self.identity_due_s.is_some_and(|due| now_s > due) && self.worker.is_some() {
+            let message = format!(
+                "the drive did not say who it is within {IDENTITY_WAIT_S:.0} s of the reconnect (it was `{}`); \
+                 disconnected — check it, then Connect",
+                self.identity.as_deref().unwrap_or("?")
+            );
+            self.note(now_s, message.clone());
+            self.disconnect();
+            self.identity = None;
+            self.identity_due_s = None;
+            self.state = DriveState::Fault(message);
+            return true;
+        }
         loop {
             let Some(worker) = &self.worker else { return true };
             let ev = match worker.events().try_recv() {
@@ -287,6 +315,12 @@ impl DriveRuntime {
                 if state == DriveState::Idle && self.state == DriveState::Connecting {
                     self.after_connect(now_s);
                 }
+                if state == DriveState::Idle
+                    && matches!(self.state, DriveState::LinkLost { .. })
+                    && self.identity.is_some()
+                {
+                    self.identity_due_s = Some(now_s + IDENTITY_WAIT_S);
+                }
                 self.state = state;
             }
             // The worker updated the store itself (a grown list keeps its history).
@@ -316,13 +350,14 @@ impl DriveRuntime {
             Event::Dropped(n) => self.dropped = n,
             Event::Log(text) => self.note(now_s, text),
             Event::Identity(text) => {
+                self.identity_due_s = None;
                 if let Some(before) = self.identity.as_ref().filter(|&before| *before != text) {
                     // A reconnect by path reached another board (the OS gave the port's name to
                     // another adapter, or the cables were swapped): its limits and parameters
                     // are not the project's. Let go of it.
                     let message = format!(
-                        "another drive answers on this port: it was `{before}`, it is now `{text}`; \
-                         disconnected — check the cabling, then Connect to accept it"
+                        "another drive (or firmware) answers on this port: it was `{before}`, it is now \
+                         `{text}`; disconnected — check the cabling, then Connect to accept it"
                     );
                     self.note(now_s, message.clone());
                     self.disconnect();
@@ -605,6 +640,40 @@ mod tests {
         bench.connect(0);
         pump_until(&mut bench, "connect", |b| b.drives[0].state == DriveState::Idle);
         bench
+    }
+
+    #[test]
+    fn a_reconnected_drive_must_say_who_it_is_before_it_can_be_enabled() {
+        // The events a worker sends for a drive that reported an identity, lost its link and
+        // came back (a simulated drive connected for real, the rest replayed).
+        let mut bench = connected_demo_bench();
+        let d = &mut bench.drives[0];
+        let t = d.clock.now_s();
+        d.apply(Event::Identity("board A".into()), t);
+        d.apply(Event::State(DriveState::LinkLost { since_s: t, reason: "pulled".into() }), t);
+        d.apply(Event::State(DriveState::Idle), t + 1.0);
+        let err = d.send(Command::Enable).unwrap_err();
+        assert!(err.to_string().contains("not yet said who it is"), "{err}");
+        // The same board: accepted, Enable goes out.
+        d.apply(Event::Identity("board A".into()), t + 1.2);
+        d.send(Command::Enable).unwrap();
+        pump_until(&mut bench, "enabled", |b| b.drives[0].state == DriveState::Enabled);
+        // Lost again, and nothing says who answers: let go after IDENTITY_WAIT_S.
+        let d = &mut bench.drives[0];
+        let t = d.clock.now_s();
+        d.apply(Event::State(DriveState::LinkLost { since_s: t, reason: "pulled".into() }), t);
+        d.apply(Event::State(DriveState::Idle), t);
+        assert!(d.pump(Instant::now(), t + IDENTITY_WAIT_S - 1.0));
+        assert!(d.is_running());
+        d.pump(Instant::now(), t + IDENTITY_WAIT_S + 0.1);
+        assert!(!d.is_running(), "let go of the port");
+        assert!(
+            matches!(&d.state, DriveState::Fault(m) if m.contains("did not say who it is") && m.contains("board A"))
+        );
+        // A Connect by the user starts afresh: no identity is expected.
+        bench.connect(0);
+        pump_until(&mut bench, "connected again", |b| b.drives[0].state == DriveState::Idle);
+        bench.drives[0].send(Command::Enable).unwrap();
     }
 
     #[test]

@@ -339,6 +339,8 @@ impl WorkerLoop {
                 Ok(_) => {
                     let now_s = self.clock.now_s();
                     if let Err(e) = self.backend.service(now_s, &mut samples, &mut events) {
+                        // What arrived before the link went goes in before the gap.
+                        self.flush(&mut samples, &mut events);
                         self.lose(e, &mut events);
                     }
                     self.report_stop(&mut events);
@@ -356,6 +358,7 @@ impl WorkerLoop {
                 if self.connected {
                     let now_s = self.clock.now_s();
                     if let Err(e) = self.backend.poll(now_s, &mut samples, &mut events) {
+                        self.flush(&mut samples, &mut events);
                         self.lose(e, &mut events);
                     }
                     self.report_stop(&mut events);
@@ -402,6 +405,13 @@ impl WorkerLoop {
             Some(LostLink { since_s, next_try: Instant::now() + RECONNECT_FIRST, pause: RECONNECT_FIRST });
     }
 
+    /// Ends the link-lost interval in the drive's store (reconnected, or given up).
+    fn close_gap(&self, now_s: f64) {
+        if let Some(tap) = &self.tap {
+            tap.store.lock().close_gap(now_s);
+        }
+    }
+
     /// One reconnection try. Success announces the drive as on a first connect and re-reads
     /// its state and parameters; nothing is enabled. Failure doubles the pause (up to
     /// [`RECONNECT_MAX`]).
@@ -412,6 +422,7 @@ impl WorkerLoop {
             Ok(info) => {
                 let gone_s = now_s - lost.since_s;
                 self.lost = None;
+                self.close_gap(now_s);
                 self.connected = true;
                 events
                     .push(Event::Log(format!("link back after {gone_s:.1} s; state and parameters re-read")));
@@ -487,7 +498,9 @@ impl WorkerLoop {
                 }
             }
             Command::Disconnect => {
-                self.lost = None;
+                if self.lost.take().is_some() {
+                    self.close_gap(now_s);
+                }
                 if self.connected {
                     self.backend.disconnect();
                     self.connected = false;

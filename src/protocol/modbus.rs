@@ -1352,7 +1352,15 @@ impl ModbusCodec {
         out: &mut CodecOut,
     ) {
         let block = Block { table, start, qty: words.len() as u16 };
-        if let Some(at) = self.refused.iter().position(|r| r.block == block) {
+        let from_cycle = matches!(purpose, Purpose::Read(ReadWhy { cycle: Some(_), .. }));
+        if !from_cycle
+            && let Some(waiting) =
+                self.refused.iter_mut().find(|r| r.block == block && r.retry_at_s.is_some())
+        {
+            // Answered outside the cycle (a status read during a control sequence): back into
+            // the cycle at its next start.
+            waiting.retry_at_s = Some(now_s);
+        } else if from_cycle && let Some(at) = self.refused.iter().position(|r| r.block == block) {
             let back = self.refused.swap_remove(at);
             let names: Vec<&str> = (0..self.map.entries.len())
                 .filter(|&i| block.contains(&self.map.entries[i]))

@@ -1235,7 +1235,7 @@ impl ODriveCodec {
 
     fn log_info(&mut self, out: &mut CodecOut) {
         let part = |i: usize| self.known.info[i].map_or("?".to_owned(), |v| v.to_string());
-        out.events.push(Event::Identity(format!(
+        let text = format!(
             "ODrive hardware {}.{}-{}V, firmware {}.{}.{}, serial number {}",
             part(0),
             part(1),
@@ -1244,7 +1244,14 @@ impl ODriveCodec {
             part(4),
             part(5),
             part(6)
-        )));
+        );
+        // Only a whole identity can be compared after a reconnect: a part that did not come
+        // is logged, and the drive is not identified this time.
+        if self.known.info.iter().all(Option::is_some) {
+            out.events.push(Event::Identity(text));
+        } else {
+            out.events.push(Event::Log(text));
+        }
         if let (Some(major), Some(minor)) = (self.known.info[3], self.known.info[4])
             && (major, minor) != (0, 5)
         {

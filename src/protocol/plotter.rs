@@ -11,6 +11,9 @@ use crate::protocol::{Codec, CodecError, CodecOut, LineSplitter, RawIntent};
 const MAX_LINE: usize = 4096;
 /// More signals than this from one port is taken as garbage, not telemetry.
 pub const MAX_SIGNALS: usize = 64;
+/// Labels seen once kept at most (room for a line of many more labels than signals, so that
+/// its first labels still become signals and the rest are reported).
+const MAX_CANDIDATES: usize = 4 * MAX_SIGNALS;
 
 /// The Serial Plotter host side.
 pub struct PlotterCodec {
@@ -66,8 +69,13 @@ impl PlotterCodec {
             // The same label twice in one line: the first one counts.
             Some(_) => return,
             None => {
-                if self.candidates.len() >= MAX_SIGNALS {
-                    self.candidates.clear();
+                if self.candidates.len() >= MAX_CANDIDATES {
+                    // Labels of earlier lines that never came again go first.
+                    let line = self.lines_seen;
+                    self.candidates.retain(|c| c.line == line);
+                    if self.candidates.len() >= MAX_CANDIDATES {
+                        return;
+                    }
                 }
                 let first = Sample { t_s, signal: 0, value };
                 self.candidates.push(Candidate { name: name.to_owned(), line: self.lines_seen, first });
@@ -414,6 +422,24 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_more_labels_than_signals_gives_the_first_64_and_says_so() {
+        for width in [64, 65, 100, 300] {
+            let mut c = PlotterCodec::new();
+            let mut out = CodecOut::new();
+            let line: Vec<String> = (0..width).map(|i| format!("bin{i}:{i}")).collect();
+            let line = format!("{}\n", line.join(","));
+            c.feed(b"\n", 0.0, &mut out);
+            for _ in 0..3 {
+                c.feed(line.as_bytes(), 0.0, &mut out);
+            }
+            assert_eq!(c.signals.len(), MAX_SIGNALS, "{width} labels a line");
+            assert_eq!(c.signals[63].name, "bin63");
+            let said = out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("ignored")));
+            assert_eq!(said, width > MAX_SIGNALS, "{width} labels a line");
+        }
+    }
+
+    #[test]
     fn garbage_never_panics_and_labels_are_bounded() {
         let mut c = PlotterCodec::new();
         let mut out = CodecOut::new();
@@ -426,7 +452,7 @@ mod tests {
         junk.extend(std::iter::repeat_n(b'x', 100_000));
         c.feed(&junk, 0.0, &mut out);
         assert_eq!(c.signals.len(), MAX_SIGNALS);
-        assert!(c.candidates.len() <= MAX_SIGNALS);
+        assert!(c.candidates.len() <= MAX_CANDIDATES);
         assert!(c.lines.pending().len() <= MAX_LINE);
         assert!(out.events.iter().any(|e| matches!(e, Event::Log(t) if t.contains("ignored"))));
     }

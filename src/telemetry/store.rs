@@ -95,8 +95,11 @@ impl DriveTelemetry {
     /// Appends a batch (samples of unknown signals are ignored).
     pub fn push(&mut self, samples: &[Sample]) {
         self.received += samples.len() as u64;
-        if let (Some((start, end @ None)), Some(first)) = (self.gaps.back_mut(), samples.first()) {
-            *end = Some(first.t_s.max(*start));
+        // Samples from after the loss end it (those decoded before it may arrive late).
+        if let Some(&(start, None)) = self.gaps.back()
+            && let Some(after) = samples.iter().find(|s| s.t_s > start)
+        {
+            self.close_gap(after.t_s);
         }
         for s in samples {
             if let Some(series) = self.series.get_mut(s.signal as usize) {
@@ -111,16 +114,25 @@ impl DriveTelemetry {
     /// Breaks every trace at `t_s` (a NaN sample), so a plot shows where the link was lost
     /// instead of joining the last sample before to the first after.
     pub fn mark_gap(&mut self, t_s: f64) {
+        if self.gaps.back().is_some_and(|(_, end)| end.is_none()) {
+            return;
+        }
         for series in &mut self.series {
             if series.last().is_none_or(|(t, _)| t <= t_s) {
                 series.push(t_s, f64::NAN);
             }
         }
-        if self.gaps.back().is_none_or(|(_, end)| end.is_some()) {
-            if self.gaps.len() == MAX_GAPS {
-                self.gaps.pop_front();
-            }
-            self.gaps.push_back((t_s, None));
+        if self.gaps.len() == MAX_GAPS {
+            self.gaps.pop_front();
+        }
+        self.gaps.push_back((t_s, None));
+    }
+
+    /// Ends an open link-lost interval at `t_s` (the link is back, or the drive was
+    /// disconnected by hand).
+    pub fn close_gap(&mut self, t_s: f64) {
+        if let Some((start, end @ None)) = self.gaps.back_mut() {
+            *end = Some(t_s.max(*start));
         }
     }
 
@@ -219,12 +231,19 @@ mod tests {
         let a: Vec<(f64, f64)> = t.series("a").unwrap().samples_in(0.0, 9.0).collect();
         assert_eq!(a.len(), 2);
         assert!(a[1].0 == 1.5 && a[1].1.is_nan(), "the trace is broken where the link went: {a:?}");
+        // Samples decoded before the loss that arrive after its mark do not end it.
+        t.push(&[at(1.4, 1, 2.5)]);
+        assert_eq!(t.gaps_in(0.0, 9.0).collect::<Vec<_>>(), [(1.5, None)]);
         t.push(&[at(4.0, 0, 3.0)]);
         t.mark_gap(6.0);
         assert_eq!(t.gaps_in(0.0, 9.0).collect::<Vec<_>>(), [(1.5, Some(4.0)), (6.0, None)]);
         assert_eq!(t.gaps_in(4.5, 5.5).count(), 0, "between the gaps");
         assert_eq!(t.gaps_in(3.0, 3.5).collect::<Vec<_>>(), [(1.5, Some(4.0))]);
         assert_eq!(t.gaps_in(100.0, 200.0).collect::<Vec<_>>(), [(6.0, None)], "still lost");
+        // Closed by hand (reconnected, or disconnected while lost).
+        t.close_gap(7.0);
+        t.close_gap(8.0);
+        assert_eq!(t.gaps_in(6.5, 9.0).collect::<Vec<_>>(), [(6.0, Some(7.0))]);
         // Bounded: the oldest go first.
         for i in 0..(2 * MAX_GAPS) {
             let t0 = 10.0 + i as f64;
