@@ -310,7 +310,10 @@ fn a_signal_on_the_right_axis_keeps_true_values_and_is_saved_in_the_project() {
     let mut h = harness(demo_app());
     step_until(&mut h, "demo drives connected", all_idle);
     enable_at(&mut h, 0, 1000.0);
-    step_until(&mut h, "speed up", |a| speed_now(a, 0) > 950.0);
+    // Settled for a while: the hover below reads a few pixels (some 40 ms) before the newest
+    // sample, which must not fall into the 50 ms rise.
+    let enabled_at = h.state().bench.clock.now_s();
+    step_until(&mut h, "speed up", |a| speed_now(a, 0) > 950.0 && a.bench.clock.now_s() > enabled_at + 0.5);
 
     // In the "Current" plot (the second one), add speed_rpm and put it on the right axis.
     h.get_all_by_label("Signals…").max_by(|a, b| a.rect().min.y.total_cmp(&b.rect().min.y)).unwrap().click();
@@ -346,7 +349,7 @@ fn a_signal_on_the_right_axis_keeps_true_values_and_is_saved_in_the_project() {
     let hover = h.state().plots.hover.clone().expect("a readout");
     let (_, v, unit) =
         hover.values.iter().find(|(k, _, _)| k == "left.speed_rpm").cloned().expect("speed in the readout");
-    assert!(v > 900.0 && unit == "rpm", "{v} {unit}");
+    assert!(v > 900.0 && unit == "rpm", "{v} {unit} at t = {} s", hover.t_s);
     // The cursor readout too.
     h.get_by_label("Cursors").click();
     h.run_steps(1);
