@@ -328,8 +328,12 @@ impl DriveRuntime {
             Event::Params(catalogue) => self.catalogue = catalogue,
             // Workers started by the bench put samples into the store themselves; this is
             // only reached by a worker without a tap.
-            Event::Samples(samples) => {
-                self.telemetry().push(&samples);
+            Event::Samples(mut samples) => {
+                {
+                    let mut store = self.telemetry();
+                    store.remap(&mut samples);
+                    store.push(&samples);
+                }
                 self.hub.offer(self.id, &samples);
             }
             Event::ParamValue { key, value } => {

@@ -525,14 +525,15 @@ impl WorkerLoop {
     fn flush(&mut self, samples: &mut Vec<Sample>, events: &mut Vec<Event>) {
         let mut sent = false;
         let mut traffic = Vec::new();
-        for ev in events.drain(..) {
+        for mut ev in events.drain(..) {
             if let Event::Traffic(chunks) = ev {
                 // Console traffic is a view, like samples: it goes after the control events.
                 traffic.extend(chunks);
                 continue;
             }
             if let (Event::Signals(signals), Some(tap)) = (&ev, &self.tap) {
-                tap.store.lock().set_signals(signals);
+                // From here on the drive's indices are the store's (a reconnect keeps them).
+                ev = Event::Signals(tap.store.lock().set_signals(signals));
             }
             if let Event::Dropped(_) = ev {
                 // Only the newest count matters.
@@ -561,7 +562,11 @@ impl WorkerLoop {
             sent = true;
         }
         if let Some(tap) = self.tap.as_ref().filter(|_| !samples.is_empty()) {
-            tap.store.lock().push(samples);
+            {
+                let mut store = tap.store.lock();
+                store.remap(samples);
+                store.push(samples);
+            }
             tap.hub.offer(tap.drive_id, samples);
             samples.clear();
             sent = true;

@@ -701,6 +701,58 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
     }
 }
 
+/// A Serial Plotter sketch announces its labels afresh after a reconnect, one by one: the
+/// history from before the loss stays, and the new lines continue the same traces.
+#[test]
+fn a_reconnected_serial_plotter_keeps_its_history() {
+    let _one_at_a_time = timed();
+    use drivebench::bench::Bench;
+    use drivebench::drive::DriveState;
+    use drivebench::project::{Project, parse_drive_spec};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("sketch");
+    let link_arg = link.to_str().unwrap().to_owned();
+    let first = Emulator::start("plotter", &["--link", &link_arg, "--counter", "--rate", "200"]);
+    let drive = parse_drive_spec(&format!("plotter:{link_arg},name=p"), 0).unwrap();
+    let mut bench = Bench::new(&Project { drives: vec![drive], ..Project::default() }, None);
+    bench.connect_all();
+    let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !cond(bench) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", bench.drives[0].state);
+            bench.pump(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let seq_len = |b: &Bench| b.drives[0].telemetry().series("seq").map_or(0, |s| s.len());
+    wait(&mut bench, "lines", &|b| seq_len(b) > 100);
+    let names_before: Vec<String> = bench.drives[0].signals.iter().map(|s| s.name.clone()).collect();
+    drop(first);
+    let _ = std::fs::remove_file(&link);
+    wait(&mut bench, "link lost", &|b| matches!(b.drives[0].state, DriveState::LinkLost { .. }));
+    let lost_at = bench.clock.now_s();
+    let before = seq_len(&bench);
+    let _second = Emulator::start("plotter", &["--link", &link_arg, "--counter", "--rate", "200"]);
+    wait(&mut bench, "lines again", &|b| b.drives[0].state.is_connected() && seq_len(b) > before + 100);
+    let d = &bench.drives[0];
+    let names_after: Vec<String> = d.signals.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(names_after, names_before, "the same signals, in the same places");
+    let telemetry = d.telemetry();
+    for name in &names_before {
+        let series = telemetry.series(name).unwrap();
+        let old = series.samples_in(0.0, lost_at).filter(|(_, v)| v.is_finite()).count();
+        let new = series.samples_in(lost_at, f64::INFINITY).filter(|(_, v)| v.is_finite()).count();
+        assert!(old > 50 && new > 50, "{name}: {old} samples before the loss, {new} after");
+    }
+    // The counter started again with the new emulator: its trace continues in the same series.
+    let seq = telemetry.series("seq").unwrap();
+    let last_before = seq.samples_in(0.0, lost_at).filter(|(_, v)| v.is_finite()).last().unwrap().1;
+    let first_after = seq.samples_in(lost_at, f64::INFINITY).find(|(_, v)| v.is_finite()).unwrap().1;
+    assert!(first_after < last_before, "{first_after} after {last_before}");
+}
+
 /// A reconnect by path that reaches another board (its UUID differs) lets go of it: the
 /// project's limits and parameters were meant for the first one.
 #[test]

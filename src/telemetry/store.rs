@@ -42,7 +42,13 @@ pub struct DriveTelemetry {
     pub received: u64,
     /// Link-lost intervals, oldest first: start and (once a sample came again) end.
     gaps: std::collections::VecDeque<(f64, Option<f64>)>,
+    /// The drive's announced signal index → the store's.
+    map: Vec<u16>,
 }
+
+/// Signals one drive's store keeps over a session (a Serial Plotter drive whose labels change
+/// between reconnects collects them).
+pub const MAX_STORED_SIGNALS: usize = 256;
 
 /// Link-lost intervals kept per drive (the oldest go first).
 pub const MAX_GAPS: usize = 1000;
@@ -56,20 +62,42 @@ impl DriveTelemetry {
             rate: RateMeter::default(),
             received: 0,
             gaps: std::collections::VecDeque::new(),
+            map: Vec::new(),
         }
     }
 
-    /// The drive announced its signals. A list that only grew (a new Serial Plotter label)
-    /// keeps what is stored; any other change starts the series afresh.
-    pub fn set_signals(&mut self, signals: &[SignalSpec]) {
-        if signals.starts_with(&self.signals) {
-            for _ in self.signals.len()..signals.len() {
-                self.series.push(Series::new(self.capacity));
-            }
-        } else if signals != self.signals {
-            self.series = signals.iter().map(|_| Series::new(self.capacity)).collect();
+    /// The drive announced its signals (in its own order, which its samples' indices refer
+    /// to). Signals are matched by name: a signal announced again, after a reconnect or in
+    /// another place of the list (a Serial Plotter sketch's labels come back one by one),
+    /// continues its series; a new one gets a new series; one no longer announced keeps its
+    /// history. Returns the store's list, in the store's order, which [`Self::remap`] maps
+    /// samples onto.
+    pub fn set_signals(&mut self, announced: &[SignalSpec]) -> Vec<SignalSpec> {
+        self.map.clear();
+        for spec in announced {
+            let index = match self.signals.iter().position(|s| s.name == spec.name) {
+                Some(i) => {
+                    self.signals[i] = spec.clone();
+                    Some(i)
+                }
+                None if self.signals.len() < MAX_STORED_SIGNALS => {
+                    self.signals.push(spec.clone());
+                    self.series.push(Series::new(self.capacity));
+                    Some(self.signals.len() - 1)
+                }
+                None => None,
+            };
+            self.map.push(index.map_or(u16::MAX, |i| i as u16));
         }
-        self.signals = signals.to_vec();
+        self.signals.clone()
+    }
+
+    /// Turns the indices of samples from the drive (into its announced list) into the store's
+    /// own; samples of signals the store has no room for get `u16::MAX` and are ignored.
+    pub fn remap(&self, samples: &mut [Sample]) {
+        for s in samples {
+            s.signal = self.map.get(usize::from(s.signal)).copied().unwrap_or(u16::MAX);
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -92,7 +120,8 @@ impl DriveTelemetry {
         }
     }
 
-    /// Appends a batch (samples of unknown signals are ignored).
+    /// Appends a batch in the store's indices (see [`Self::remap`]); samples of unknown signals
+    /// are ignored.
     pub fn push(&mut self, samples: &[Sample]) {
         self.received += samples.len() as u64;
         // Samples from after the loss end it (those decoded before it may arrive late).
@@ -202,21 +231,40 @@ mod tests {
     }
 
     #[test]
-    fn a_grown_signal_list_keeps_the_history_and_a_changed_one_resets_it() {
+    fn signals_are_kept_by_name_whatever_the_drive_announces_later() {
         let mut t = DriveTelemetry::new(100);
+        let at = |t_s, signal, value| Sample { t_s, signal, value };
+        let feed = |t: &mut DriveTelemetry, mut batch: Vec<Sample>| {
+            t.remap(&mut batch);
+            t.push(&batch);
+        };
         t.set_signals(&[spec("a")]);
-        t.push(&[Sample { t_s: 0.0, signal: 0, value: 1.0 }]);
-        t.set_signals(&[spec("a"), spec("b")]);
+        feed(&mut t, vec![at(0.0, 0, 1.0)]);
+        // Grown: a keeps its history.
+        assert_eq!(t.set_signals(&[spec("a"), spec("b")]), [spec("a"), spec("b")]);
         assert_eq!(t.series("a").unwrap().len(), 1);
-        t.push(&[Sample { t_s: 1.0, signal: 1, value: 2.0 }, Sample { t_s: 1.0, signal: 7, value: 2.0 }]);
+        feed(&mut t, vec![at(1.0, 1, 2.0), at(1.0, 7, 2.0)]);
         assert_eq!(t.series("b").unwrap().len(), 1);
         assert_eq!(t.received, 3);
         assert_eq!(t.time_span(), Some((0.0, 1.0)));
+        // A reconnect: the list starts empty and comes back in another order; samples go to the
+        // series of their name and nothing stored is lost.
+        assert_eq!(t.set_signals(&[]), [spec("a"), spec("b")]);
+        assert_eq!(t.set_signals(&[spec("b"), spec("c"), spec("a")]), [spec("a"), spec("b"), spec("c")]);
+        feed(&mut t, vec![at(2.0, 0, 20.0), at(2.0, 1, 30.0), at(2.0, 2, 10.0)]);
+        let values =
+            |t: &DriveTelemetry, name| t.series(name).unwrap().samples_in(0.0, 9.0).collect::<Vec<_>>();
+        assert_eq!(values(&t, "a"), [(0.0, 1.0), (2.0, 10.0)]);
+        assert_eq!(values(&t, "b"), [(1.0, 2.0), (2.0, 20.0)]);
+        assert_eq!(values(&t, "c"), [(2.0, 30.0)]);
         t.set_capacity(1);
-        assert_eq!(t.series("a").unwrap().samples_in(0.0, 9.0).collect::<Vec<_>>(), vec![(0.0, 1.0)]);
-        t.set_signals(&[spec("c")]);
-        assert!(t.series("a").is_none());
-        assert!(t.series("c").unwrap().is_empty());
+        assert_eq!(values(&t, "a"), [(2.0, 10.0)]);
+        // Bounded over a session.
+        let many: Vec<SignalSpec> = (0..2 * MAX_STORED_SIGNALS).map(|i| spec(&format!("s{i}"))).collect();
+        assert_eq!(t.set_signals(&many).len(), MAX_STORED_SIGNALS);
+        let mut late = vec![at(3.0, (2 * MAX_STORED_SIGNALS - 1) as u16, 1.0)];
+        t.remap(&mut late);
+        assert_eq!(late[0].signal, u16::MAX, "no room: ignored");
     }
 
     #[test]
