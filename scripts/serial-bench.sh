@@ -33,7 +33,7 @@ odrive=$(path_of odrive)
 
 cat >"$work/bench.ron" <<RON
 Project(
-    version: 1,
+    version: 2,
     drives: [
         DriveConfig(name: "sim", connection: Simulated(SimConfig(seed: 3))),
         DriveConfig(

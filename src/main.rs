@@ -233,6 +233,7 @@ fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<
             let notice = migration.map(|m| Notice {
                 title: "Project converted".into(),
                 text: format!("{}: {m}", path.map(|p| p.display().to_string()).unwrap_or_default()),
+                error: false,
             });
             (project, path.map(Path::to_owned), notice)
         }
@@ -241,7 +242,7 @@ fn gui(path: Option<&Path>, screenshot: Option<PathBuf>, frames: u64) -> Result<
             (
                 Project::default(),
                 None,
-                Some(Notice { title: "Cannot open project".into(), text: format!("{e:#}") }),
+                Some(Notice { title: "Cannot open project".into(), text: format!("{e:#}"), error: true }),
             )
         }
         Err(e) => return Err(e),

@@ -163,6 +163,8 @@ fn save_then_load_through_the_menu_code_and_broken_files_leave_the_bench_alone()
     h.run_steps(2);
     let notice = h.state().notice.clone().expect("the conversion is shown");
     assert_eq!(notice.title, "Project converted");
+    assert!(!notice.error, "information, not an error");
+    assert!(h.query_by_label("The bench was left as it was.").is_none());
     assert!(notice.text.contains("version 1") && notice.text.contains("version 2"), "{}", notice.text);
     assert!(h.query_by_label_contains("converted to version 2").is_some());
     let names: Vec<String> = h.state().bench.drives.iter().map(|d| d.name().to_owned()).collect();

@@ -44,6 +44,8 @@ type LoadResult = Result<Vec<RecordedTelemetry>, PlaybackError>;
 pub struct Notice {
     pub title: String,
     pub text: String,
+    /// An error (shown in the error colour, the bench untouched) or information.
+    pub error: bool,
 }
 
 /// Scripted actions of `--screenshot`: enable every drive, step the speed twice, capture.
@@ -181,7 +183,7 @@ impl BenchApp {
             Ok((project, migration)) => {
                 self.open_project(project, Some(path.to_owned()));
                 if let Some(m) = migration {
-                    self.show_notice("Project converted", format!("{}: {m}", path.display()));
+                    self.show_info("Project converted", format!("{}: {m}", path.display()));
                 }
                 true
             }
@@ -475,9 +477,16 @@ impl BenchApp {
     }
 
     /// Shows an error window and logs it.
+    /// An error the user must see; the bench was left as it was.
     pub fn show_notice(&mut self, title: &str, text: String) {
         crate::logfile::line("app", &format!("{title}: {text}"));
-        self.notice = Some(Notice { title: title.to_owned(), text });
+        self.notice = Some(Notice { title: title.to_owned(), text, error: true });
+    }
+
+    /// Something the user should know that is not an error.
+    pub fn show_info(&mut self, title: &str, text: String) {
+        crate::logfile::line("app", &format!("{title}: {text}"));
+        self.notice = Some(Notice { title: title.to_owned(), text, error: false });
     }
 
     /// The window was asked to close. With drives enabled, the close is held and the user
@@ -896,8 +905,12 @@ impl BenchApp {
         egui::Window::new(notice.title.clone()).collapsible(false).resizable(false).open(&mut open).show(
             ctx,
             |ui| {
-                ui.label(RichText::new(&notice.text).color(ui.visuals().error_fg_color));
-                ui.label("The bench was left as it was.");
+                if notice.error {
+                    ui.label(RichText::new(&notice.text).color(ui.visuals().error_fg_color));
+                    ui.label("The bench was left as it was.");
+                } else {
+                    ui.label(&notice.text);
+                }
                 if ui.button("OK").clicked() {
                     dismissed = true;
                 }
