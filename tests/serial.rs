@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drivebench");
 
@@ -158,7 +158,7 @@ fn kill_the_host_at_speed(protocol: &str) -> (Output, Vec<f64>) {
         .spawn()
         .unwrap();
     // Up to speed (rows are flushed to the file every second).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let fast = std::fs::metadata(&running).is_ok_and(|m| m.len() > 0)
             && csv::Reader::from_path(&running).is_ok_and(|mut r| {
@@ -169,7 +169,7 @@ fn kill_the_host_at_speed(protocol: &str) -> (Output, Vec<f64>) {
         if fast {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the motor never got up to speed");
+        assert!(Instant::now() < deadline, "the motor never got up to speed");
         std::thread::sleep(Duration::from_millis(100));
     }
     host.kill().unwrap();
@@ -536,7 +536,8 @@ fn record_names_a_missing_port_at_once() {
 mod link_loss {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::{Duration, Instant};
+
+    use crate::wait_until;
 
     use drivebench::bench::Bench;
     use drivebench::drive::DriveState;
@@ -571,14 +572,8 @@ mod link_loss {
         };
         let mut bench = Bench::new(&project, None);
         bench.connect_all();
-        let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !cond(bench) {
-                assert!(Instant::now() < deadline, "timed out waiting for {what}");
-                bench.pump(Duration::from_millis(10));
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        };
+        let wait =
+            |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| wait_until(bench, what, 10, cond);
         wait(&mut bench, "telemetry from both", &|b| {
             b.drives.iter().all(|d| d.telemetry().series("speed_rpm").is_some_and(|s| s.len() > 10))
         });
@@ -642,14 +637,8 @@ fn a_killed_and_restarted_emulator_is_reconnected_without_re_enabling() {
     };
     let mut bench = Bench::new(&project, None);
     bench.connect_all();
-    use std::time::Instant;
     let wait = |bench: &mut Bench, what: &str, secs: u64, cond: &dyn Fn(&Bench) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !cond(bench) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", bench.drives[0].state);
-            bench.pump(Duration::from_millis(10));
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(bench, what, secs, cond)
     };
     wait(&mut bench, "streaming", 10, &|b| {
         b.drives[0].telemetry().series("speed_rpm").is_some_and(|s| s.len() > 10)
@@ -709,7 +698,6 @@ fn a_reconnected_serial_plotter_keeps_its_history() {
     use drivebench::bench::Bench;
     use drivebench::drive::DriveState;
     use drivebench::project::{Project, parse_drive_spec};
-    use std::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("sketch");
@@ -718,14 +706,8 @@ fn a_reconnected_serial_plotter_keeps_its_history() {
     let drive = parse_drive_spec(&format!("plotter:{link_arg},name=p"), 0).unwrap();
     let mut bench = Bench::new(&Project { drives: vec![drive], ..Project::default() }, None);
     bench.connect_all();
-    let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !cond(bench) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", bench.drives[0].state);
-            bench.pump(Duration::from_millis(10));
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let wait =
+        |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| wait_until(bench, what, 15, cond);
     let seq_len = |b: &Bench| b.drives[0].telemetry().series("seq").map_or(0, |s| s.len());
     wait(&mut bench, "lines", &|b| seq_len(b) > 100);
     let names_before: Vec<String> = bench.drives[0].signals.iter().map(|s| s.name.clone()).collect();
@@ -761,7 +743,6 @@ fn a_reconnect_that_finds_another_drive_lets_go_of_it() {
     use drivebench::bench::Bench;
     use drivebench::drive::DriveState;
     use drivebench::project::{Project, parse_drive_spec};
-    use std::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("vesc0");
@@ -770,19 +751,8 @@ fn a_reconnect_that_finds_another_drive_lets_go_of_it() {
     let drive = parse_drive_spec(&format!("vesc:{link_arg},pole_pairs=7,name=v"), 0).unwrap();
     let mut bench = Bench::new(&Project { drives: vec![drive], ..Project::default() }, None);
     bench.connect_all();
-    let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !cond(bench) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {:?} {:?}",
-                bench.drives[0].state,
-                bench.drives[0].messages
-            );
-            bench.pump(Duration::from_millis(10));
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let wait =
+        |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| wait_until(bench, what, 15, cond);
     wait(&mut bench, "the identity", &|b| b.drives[0].identity.is_some());
     let identity = bench.drives[0].identity.clone().unwrap();
     assert!(identity.contains("UUID"), "{identity}");
@@ -855,7 +825,6 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
     use drivebench::bench::Bench;
     use drivebench::drive::{Command as DriveCommand, ControlMode, DriveState};
     use drivebench::project::{DriveConfig, Project, parse_drive_spec};
-    use std::time::Instant;
 
     let kinds = [("simplefoc", ""), ("odrive", ""), ("vesc", ",pole_pairs=7"), ("modbus", "@19200,unit=1")];
     let emulators: Vec<Emulator> = kinds.iter().map(|(p, _)| Emulator::start(p, &[])).collect();
@@ -868,19 +837,8 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
     drives.push(DriveConfig { name: "sim".into(), ..DriveConfig::default() });
     let mut bench = Bench::new(&Project { drives, ..Project::default() }, None);
     bench.connect_all();
-    let wait = |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond(bench) {
-            let states: Vec<String> = bench
-                .drives
-                .iter()
-                .map(|d| format!("{}: {} {:?}", d.name(), d.state.label(), d.messages.back()))
-                .collect();
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {states:?}");
-            bench.pump(Duration::from_millis(10));
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    };
+    let wait =
+        |bench: &mut Bench, what: &str, cond: &dyn Fn(&Bench) -> bool| wait_until(bench, what, 20, cond);
     wait(&mut bench, "all idle", &|b| b.drives.iter().all(|d| d.state == DriveState::Idle));
     // Parameters (and with them the drive-side limits) are read in the first second.
     let until = Instant::now() + Duration::from_millis(1500);
@@ -938,13 +896,34 @@ fn estop_goes_out_to_every_drive_within_20_ms() {
     );
 }
 
+/// Pumps `bench` until `cond` holds; fails after `secs` seconds naming what it waited for and
+/// every drive's state and last message.
+fn wait_until(
+    bench: &mut drivebench::bench::Bench,
+    what: &str,
+    secs: u64,
+    cond: &dyn Fn(&drivebench::bench::Bench) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond(bench) {
+        let states: Vec<String> = bench
+            .drives
+            .iter()
+            .map(|d| format!("{}: {} {:?}", d.name(), d.state.label(), d.messages.back()))
+            .collect();
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {states:?}");
+        bench.pump(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Asks the emulated ODrive at `path` for a property over the port, as a terminal would.
 fn odrive_read(path: &str, property: &str) -> String {
     use std::io::{Read, Write};
     let mut port =
         serialport::new(path, 115_200).timeout(Duration::from_millis(100)).open().expect("open the port");
     port.write_all(format!("r {property}\n").as_bytes()).expect("write to the port");
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(3);
     let mut reply = Vec::new();
     let mut chunk = [0u8; 64];
     while !reply.contains(&b'\n') {
