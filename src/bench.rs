@@ -183,6 +183,16 @@ impl DriveRuntime {
         }
     }
 
+    /// Releases the port of a drive that cannot be trusted to be the project's (its identity
+    /// changed or never came after a reconnect): stops the worker and shows why as a fault.
+    fn let_go(&mut self, now_s: f64, message: String) {
+        self.note(now_s, message.clone());
+        self.disconnect();
+        self.identity = None;
+        self.identity_due_s = None;
+        self.state = DriveState::Fault(message);
+    }
+
     /// Whether a lost link is retried by itself; applies at once to a running worker.
     pub fn set_auto_reconnect(&mut self, on: bool) {
         self.config.auto_reconnect = on;
@@ -274,11 +284,7 @@ impl DriveRuntime {
                  disconnected — check it, then Connect",
                 self.identity.as_deref().unwrap_or("?")
             );
-            self.note(now_s, message.clone());
-            self.disconnect();
-            self.identity = None;
-            self.identity_due_s = None;
-            self.state = DriveState::Fault(message);
+            self.let_go(now_s, message);
             return true;
         }
         loop {
@@ -323,7 +329,8 @@ impl DriveRuntime {
                 }
                 self.state = state;
             }
-            // The worker updated the store itself (a grown list keeps its history).
+            // The worker updated the store itself and sends the store's list (by name, so a
+            // reconnect keeps the history).
             Event::Signals(signals) => self.signals = signals,
             Event::Params(catalogue) => self.catalogue = catalogue,
             // Workers started by the bench put samples into the store themselves; this is
@@ -363,10 +370,7 @@ impl DriveRuntime {
                         "another drive (or firmware) answers on this port: it was `{before}`, it is now \
                          `{text}`; disconnected — check the cabling, then Connect to accept it"
                     );
-                    self.note(now_s, message.clone());
-                    self.disconnect();
-                    self.identity = None;
-                    self.state = DriveState::Fault(message);
+                    self.let_go(now_s, message);
                     return;
                 }
                 self.note(now_s, format!("drive reports: {text}"));

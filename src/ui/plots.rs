@@ -679,14 +679,18 @@ fn draw_plot(
     let mut traces = Vec::new();
     let mut readout = Vec::new();
     let pointer_t = pui.pointer_coordinate().map(|p| p.x);
+    // Link-lost intervals of the drives with a trace in this plot: drive, start, end.
+    let mut lost = Vec::new();
     for (di, drive) in d.bench.drives.iter().enumerate() {
         let telemetry = drive.telemetry();
+        let mut shown = false;
         for signal in &d.plot_cfg.signals {
             let key = format!("{}.{}", drive.name(), signal);
             if d.hidden.contains(&key) {
                 continue;
             }
             let Some(series) = telemetry.series(signal) else { continue };
+            shown = true;
             series.view(t0, t1, d.width_px, buf);
             if buf.is_empty() {
                 continue;
@@ -713,6 +717,9 @@ fn draw_plot(
             }
             let setpoint = signal.contains("setpoint");
             traces.push(TracePoints { key, points: buf.clone(), right, color: drive_color(di), setpoint });
+        }
+        if shown {
+            lost.extend(telemetry.gaps_in(t0, t1).map(|(start, end)| (drive.name(), start, end)));
         }
     }
     let mut map = d.map.get();
@@ -760,23 +767,14 @@ fn draw_plot(
         }
     }
     // Where a drive drawn here had lost its link: shaded, named at the top.
-    for drive in &d.bench.drives {
-        if !d.plot_cfg.signals.iter().any(|s| !d.hidden.contains(&format!("{}.{s}", drive.name()))) {
-            continue;
-        }
-        let telemetry = drive.telemetry();
-        if telemetry.signals().iter().all(|s| !d.plot_cfg.signals.contains(&s.name)) {
-            continue;
-        }
-        for (start, end) in telemetry.gaps_in(t0, t1) {
-            let end = end.unwrap_or(t1.max(start));
-            gaps.push((drive.name().to_owned(), start, end));
-            pui.span(
-                Span::new(format!("{} link lost", drive.name()), start..=end)
-                    .fill(GAP_COLOR.gamma_multiply(0.12))
-                    .border(Stroke::new(1.0, GAP_COLOR.gamma_multiply(0.5))),
-            );
-        }
+    for (name, start, end) in lost {
+        let end = end.unwrap_or(t1.max(start));
+        gaps.push((name.to_owned(), start, end));
+        pui.span(
+            Span::new(format!("{name} link lost"), start..=end)
+                .fill(GAP_COLOR.gamma_multiply(0.12))
+                .border(Stroke::new(1.0, GAP_COLOR.gamma_multiply(0.5))),
+        );
     }
     let y_top = y_bounds.map_or_else(|| pui.plot_bounds().max()[1], |b| b.1);
     if let Some((a_s, b_s)) = d.cursors {
